@@ -1,0 +1,6 @@
+"""prosocial: multi-agent RL research on how cooperation emerges in social dilemmas."""
+
+from prosocial.envs.registry import list_envs, make, pettingzoo_env
+
+__version__ = "0.1.0"
+__all__ = ["make", "list_envs", "pettingzoo_env", "__version__"]
