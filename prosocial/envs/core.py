@@ -30,7 +30,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from prosocial.envs.spaces import Discrete, Dict
+from prosocial.envs.spaces import Dict, Discrete
 
 Obs = dict[str, jax.Array]
 

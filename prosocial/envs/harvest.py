@@ -1,0 +1,88 @@
+"""Harvest (specs §2): a commons where apples regrow only near other apples.
+
+An empty apple cell with no agent on it regrows with probability 0, 0.005, 0.02, 0.05 for
+0, 1, 2, ≥3 apples in its neighbourhood, counted on the map after this step's eating. Our
+neighbourhood is the 12 cells within Euclidean distance 2 (j² + k² ≤ 4); the flag
+``ref_harvest_moore_neighbourhood`` gives the reference code's 3×3 block (B-04).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prosocial.envs import grid as G
+from prosocial.envs.ssd import SSDEnv
+
+HARVEST_MAP = (
+    "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@",
+    "@ P   P      A    P AAAAA    P  A P  @",
+    "@  P     A P AA    P    AAA    A  A  @",
+    "@     A AAA  AAA    A    A AA AAAA   @",
+    "@ A  AAA A    A  A AAA  A  A   A A   @",
+    "@AAA  A A    A  AAA A  AAA        A P@",
+    "@ A A  AAA  AAA  A A    A AA   AA AA @",
+    "@  A A  AAA    A A  AAA    AAA  A    @",
+    "@   AAA  A      AAA  A    AAAA       @",
+    "@ P  A       A  A AAA    A  A      P @",
+    "@A  AAA  A  A  AAA A    AAAA     P   @",
+    "@    A A   AAA  A A      A AA   A  P @",
+    "@     AAA   A A  AAA      AA   AAA P @",
+    "@ A    A     AAA  A  P          A    @",
+    "@       P     A         P  P P     P @",
+    "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@",
+)
+
+REGROWTH_PROBS = (0.0, 0.005, 0.02, 0.05)
+
+
+class Harvest(SSDEnv):
+    """Harvest with N agents (default 5), 8 actions, 1000-step episodes."""
+
+    env_id = "harvest"
+    default_map = HARVEST_MAP
+    actions = 8
+
+    def __init__(self, num_agents: int = 5, max_steps: int = 1000,
+                 regrowth_probs: tuple[float, float, float, float] = REGROWTH_PROBS,
+                 ref_harvest_moore_neighbourhood: bool = False, reference: bool = False,
+                 **kwargs):
+        super().__init__(num_agents=num_agents, max_steps=max_steps, reference=reference,
+                         **kwargs)
+        probs = np.asarray(regrowth_probs, dtype=np.float64)
+        if probs.shape != (4,) or np.any(probs < 0) or np.any(probs > 1):
+            raise ValueError("regrowth_probs must be 4 probabilities in [0, 1] "
+                             f"(for 0, 1, 2, ≥3 neighbouring apples), got {regrowth_probs!r}")
+        self.regrowth_probs = jnp.asarray(probs, jnp.float32)
+        self.ref_harvest_moore_neighbourhood = reference or ref_harvest_moore_neighbourhood
+        self.apple_cells = G.cells_of(self.map_lines, "A")
+        radius_sq = 2 if self.ref_harvest_moore_neighbourhood else 4
+        offsets = np.array([(j, k) for j in range(-2, 3) for k in range(-2, 3)
+                            if 0 < j * j + k * k <= radius_sq], np.int32)
+        self.neighbour_cells = jnp.asarray(self.apple_cells[:, None, :] + offsets[None])
+
+    def initial_grid(self) -> np.ndarray:
+        grid = self.base_grid.copy()
+        grid[self.apple_cells[:, 0], self.apple_cells[:, 1]] = G.APPLE
+        return grid
+
+    def neighbour_counts(self, grid: jax.Array) -> jax.Array:
+        """int32[K]: apples in the neighbourhood of each apple cell (off-map counts empty)."""
+        return jnp.sum(G.lookup(grid, self.neighbour_cells, G.EMPTY) == G.APPLE, axis=1)
+
+    def spawn_probabilities(self, grid: jax.Array, pos: jax.Array) -> jax.Array:
+        """float32[K]: this step's regrowth probability of each apple cell (0 if it holds an
+        apple or an agent stands on it)."""
+        cells = jnp.asarray(self.apple_cells)
+        counts = jnp.minimum(self.neighbour_counts(grid), 3)
+        free = (grid[cells[:, 0], cells[:, 1]] != G.APPLE) & (
+            G.occupancy(pos, grid.shape)[cells[:, 0], cells[:, 1]] == 0)
+        return jnp.where(free, self.regrowth_probs[counts], 0.0)
+
+    def dynamics(self, key, grid, pos):
+        cells = jnp.asarray(self.apple_cells)
+        grow = jax.random.uniform(key, (len(self.apple_cells),)) < self.spawn_probabilities(
+            grid, pos)
+        return grid.at[jnp.where(grow, cells[:, 0], grid.shape[0]), cells[:, 1]].set(
+            jnp.int8(G.APPLE), mode="drop")
