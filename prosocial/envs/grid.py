@@ -170,27 +170,43 @@ def beam_cells(pos: jax.Array, orient: jax.Array, length: int = BEAM_LENGTH) -> 
     return jnp.stack([centre, pos + right + k * forward, pos - right + k * forward])
 
 
-def trace_beam(grid: jax.Array, occ: jax.Array, pos: jax.Array, orient: jax.Array,
-               cleans: jax.Array):
-    """One agent's beam over the current map (§1.6).
+def _first_stop_cover(open_: jax.Array, stop: jax.Array) -> jax.Array:
+    """Cells a ray covers: open so far, and no stopping cell before them (on the last axis)."""
+    before = jnp.concatenate([jnp.zeros_like(stop[..., :1]), stop[..., :-1]], axis=-1)
+    return open_ & (jnp.cumsum(before, axis=-1) == 0)
 
-    Each ray stops before a wall or the map edge, and stops on (after covering) the first
-    agent; a cleaning beam also stops on the first waste cell, which it turns into river.
-    Returns ``(cells[3, L, 2], covered[3, L], hit_agent[3, L], cleaned[3, L])`` where
-    ``hit_agent`` is the index of the agent a ray stopped on, or −1.
+
+def trace_beams(grid: jax.Array, occ: jax.Array, pos: jax.Array, orient: jax.Array,
+                active: jax.Array, cleans: jax.Array, order: jax.Array, can_clean: bool):
+    """Every agent's beam of one step, resolved in ``order`` (§1.5 step 4, §1.6).
+
+    Each ray stops before a wall or the map edge and stops on (after covering) the first
+    agent; a cleaning ray also stops on the first waste cell, which it turns into river.
+    Only cleaning changes the map, so the order matters only when an earlier beam already
+    removed the waste a later ray would have stopped on; ``can_clean`` (static) skips that
+    sequential part for games without CLEAN. Returns ``(cells[N, 3, L, 2], covered[N, 3, L],
+    hit_agent[N, 3, L] (−1 none), cleaned[N, 3, L])``, all restricted to ``active`` agents.
     """
-    cells = beam_cells(pos, orient)
+    n = pos.shape[0]
+    cells = jax.vmap(beam_cells)(pos, orient)
     cell = lookup(grid, cells, WALL)
     agent = lookup(occ, cells, 0) - 1
-    open_ = jnp.cumprod(cell != WALL, axis=1).astype(bool)
-    stop = (agent >= 0) | (cleans & (cell == WASTE))
-    not_stopped_before = jnp.cumprod(
-        jnp.concatenate([jnp.ones((3, 1), bool), ~stop[:, :-1]], axis=1), axis=1
-    ).astype(bool)
-    covered = open_ & not_stopped_before
+    open_ = jnp.cumprod(cell != WALL, axis=-1).astype(bool)
+    waste = (cell == WASTE) & (cleans & active)[:, None, None]
+    if can_clean:
+        # Beams are traced on the map as the earlier beams of the order left it.
+        left = jnp.zeros_like(waste)
+        for p in range(n):
+            a = order[p]
+            waste_a = waste[a] & (lookup(grid, cells[a], WALL) == WASTE)
+            cleaned = waste_a & _first_stop_cover(open_[a], (agent[a] >= 0) | waste_a)
+            grid = grid.at[jnp.where(cleaned, cells[a, ..., 0], grid.shape[0]),
+                           cells[a, ..., 1]].set(jnp.int8(RIVER), mode="drop")
+            left = left.at[a].set(waste_a)
+        waste = left
+    covered = _first_stop_cover(open_, (agent >= 0) | waste) & active[:, None, None]
     hit = jnp.where(covered & (agent >= 0), agent, -1)
-    cleaned = covered & cleans & (cell == WASTE)
-    return cells, covered, hit, cleaned
+    return cells, covered, hit, covered & waste
 
 
 def view_offsets(reference_rotation: bool, radius: int = VIEW_RADIUS) -> np.ndarray:

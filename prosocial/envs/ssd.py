@@ -168,30 +168,20 @@ class SSDEnv(Env):
     def _beams(self, key, grid, pos, orient, fires, cleans):
         """FIRE and CLEAN beams, one agent at a time in a random (or index) order (§1.5)."""
         n = self.num_agents
-        occ = G.occupancy(pos, grid.shape)
         order = (jnp.arange(n) if self.ref_beam_order_by_id
                  else jax.random.permutation(key, n))
-        beam = jnp.zeros(grid.shape, jnp.int8)
-        hits = jnp.zeros((n, n), jnp.int32)
-        cleaned = jnp.zeros((n,), jnp.int32)
-        rows = jnp.arange(n)
-        for p in range(n):
-            a = order[p]
-            active = fires[a] | cleans[a]
-            cells, covered, hit, clean_cells = G.trace_beam(grid, occ, pos[a], orient[a],
-                                                            cleans[a])
-            covered = covered & active
-            kind = jnp.where(cleans[a], G.CLEAN_OVERLAY, G.FIRE_OVERLAY).astype(jnp.int8)
-            r, c = cells[..., 0], cells[..., 1]
-            drop_r = jnp.where(covered, r, grid.shape[0])
-            beam = beam.at[drop_r, c].max(kind, mode="drop")
-            hit_counts = jnp.sum((hit[..., None] == rows) & covered[..., None], axis=(0, 1))
-            hits = hits.at[a].set(hit_counts.astype(jnp.int32))
-            clean_cells = clean_cells & active
-            grid = grid.at[jnp.where(clean_cells, r, grid.shape[0]), c].set(
-                jnp.int8(G.RIVER), mode="drop")
-            cleaned = cleaned.at[a].set(clean_cells.sum().astype(jnp.int32))
-        return grid, beam, hits, cleaned
+        cells, covered, hit, cleaned = G.trace_beams(
+            grid, G.occupancy(pos, grid.shape), pos, orient, fires | cleans, cleans, order,
+            can_clean=self.actions > G.CLEAN)
+        kind = jnp.where(cleans, G.CLEAN_OVERLAY, G.FIRE_OVERLAY).astype(jnp.int8)
+        r, c = cells[..., 0], cells[..., 1]
+        beam = jnp.zeros(grid.shape, jnp.int8).at[
+            jnp.where(covered, r, grid.shape[0]), c].max(
+            jnp.broadcast_to(kind[:, None, None], covered.shape), mode="drop")
+        grid = grid.at[jnp.where(cleaned, r, grid.shape[0]), c].set(
+            jnp.int8(G.RIVER), mode="drop")
+        hits = jnp.sum(hit[..., None] == jnp.arange(n), axis=(1, 2)).astype(jnp.int32)
+        return grid, beam, hits, cleaned.sum((1, 2)).astype(jnp.int32)
 
     def observe(self, state: GridState) -> dict[str, jax.Array]:
         """Egocentric 15×15 RGB views and the action/visibility vectors (§1.7)."""
