@@ -1,0 +1,220 @@
+"""The PettingZoo ParallelEnv adapter and the JaxMARL-style dict view.
+
+One environment object per id (MAX_STEPS-step episodes, so every test's episode ends) is
+shared by all adapters here: the adapter's jitted functions are keyed on the environment
+object, so each id compiles its reset and step once for the whole module.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from pettingzoo.test import parallel_api_test, parallel_seed_test
+
+import prosocial
+from prosocial.envs.adapters.dict_view import DictView
+from prosocial.envs.adapters.pettingzoo import PettingZooEnv
+
+MAX_STEPS = 30
+ALL = [f"agent_{i}" for i in range(5)]
+RENDER_SHAPES = {"harvest": (16 * 8, 38 * 8, 3), "cleanup": (25 * 8, 18 * 8, 3)}  # map × scale
+
+
+@functools.cache
+def _env(env_id: str):
+    return prosocial.make(env_id, max_steps=MAX_STEPS)
+
+
+@pytest.fixture(params=["harvest", "cleanup"])
+def env_id(request):
+    return request.param
+
+
+def _episode(pz: PettingZooEnv, seed, action_seed: int):
+    """One whole episode with seeded random actions: (reset output, [(actions, step output)])."""
+    rng = np.random.default_rng(action_seed)
+    first = pz.reset(seed=seed)
+    steps = []
+    while pz.agents:
+        actions = {a: int(rng.integers(pz.env.num_actions)) for a in pz.agents}
+        steps.append((actions, pz.step(actions)))
+    return first, steps
+
+
+def _same(a, b) -> bool:
+    leaves_a, tree_a = jax.tree.flatten(a)
+    leaves_b, tree_b = jax.tree.flatten(b)
+    return tree_a == tree_b and all(
+        type(x) is type(y) and np.array_equal(x, y) for x, y in zip(leaves_a, leaves_b,
+                                                                     strict=True))
+
+
+# ---------------------------------------------------------------------- PettingZoo adapter
+def test_parallel_api(env_id):
+    pz = PettingZooEnv(_env(env_id), render_mode="rgb_array")
+    parallel_api_test(pz, num_cycles=MAX_STEPS + 5)
+    assert pz.agents == []  # the episode ended inside the test
+    assert pz.possible_agents == [f"agent_{i}" for i in range(5)]
+    assert pz.metadata["name"] == f"prosocial_{env_id}"
+    assert pz.metadata["render_modes"] == ["rgb_array"]
+
+
+def test_parallel_seed(env_id):
+    parallel_seed_test(lambda: PettingZooEnv(_env(env_id)), num_cycles=MAX_STEPS + 5)
+
+
+def test_same_seed_same_episode_and_contract_values(env_id):
+    """Whole episodes: identical under the same seed, in the spaces, rewards = events (§1.8)."""
+    pz1, pz2 = PettingZooEnv(_env(env_id)), PettingZooEnv(_env(env_id))
+    first1, steps1 = _episode(pz1, seed=7, action_seed=0)
+    first2, steps2 = _episode(pz2, seed=7, action_seed=0)
+    assert _same((first1, steps1), (first2, steps2))
+    assert len(steps1) == MAX_STEPS
+    for t, (actions, (obs, rewards, terminations, truncations, infos)) in enumerate(steps1):
+        last = t == MAX_STEPS - 1
+        for a in pz1.possible_agents:
+            assert pz1.observation_space(a).contains(obs[a])
+            # Agent a's row: its own last action, then the others' in agent order (§1.7).
+            assert obs[a]["own_prev_action"] == actions[a]
+            assert obs[a]["others_actions"].tolist() == [actions[b] for b in ALL if b != a]
+            assert type(rewards[a]) is float
+            assert terminations[a] is False and truncations[a] is last
+            events = infos[a]
+            assert all(type(v) is int for v in events.values())
+            # Both games reward +1 per apple, −1 per beam fired, −50 per hit taken.
+            assert rewards[a] == (events["apples_eaten"] - events["fires"]
+                                  - 50 * events["hits_received"])
+    # Without a seed, reset carries on the seeded key chain: reproducible, yet a new episode.
+    again1, again2 = pz1.reset(), pz2.reset()
+    assert _same(again1, again2)
+    assert not _same(again1[0], first1[0])
+    assert not _same(pz1.reset(seed=8)[0], first1[0])
+
+
+def test_registry_entry_point():
+    pz = prosocial.pettingzoo_env("cleanup", num_agents=3, max_steps=10, render_mode="rgb_array")
+    assert isinstance(pz, PettingZooEnv)
+    assert pz.possible_agents == ["agent_0", "agent_1", "agent_2"]
+    assert pz.render_mode == "rgb_array" and pz.env.max_steps == 10
+    assert pz.action_space("agent_2").n == 9
+    assert pz.observation_space("agent_0")["others_actions"].shape == (2,)
+
+
+def test_render(env_id):
+    pz = PettingZooEnv(_env(env_id), render_mode="rgb_array")
+    pz.reset(seed=3)
+    image = pz.render()
+    assert image.shape == RENDER_SHAPES[env_id] and image.dtype == np.uint8
+    small = PettingZooEnv(_env(env_id), render_mode="rgb_array", render_scale=1)
+    small.reset(seed=3)
+    cell = small.render()
+    assert cell.shape == (image.shape[0] // 8, image.shape[1] // 8, 3)
+    assert np.array_equal(image, np.kron(cell, np.ones((8, 8, 1), np.uint8)))
+
+
+def test_render_modes():
+    with pytest.raises(ValueError, match="unsupported render_mode 'human'"):
+        PettingZooEnv(_env("harvest"), render_mode="human")
+    with pytest.raises(ValueError, match="render_scale"):
+        PettingZooEnv(_env("harvest"), render_scale=0)
+    pz = PettingZooEnv(_env("harvest"))
+    pz.reset(seed=0)
+    with pytest.warns(UserWarning, match="render_mode"):
+        assert pz.render() is None
+
+
+BAD_ACTIONS = {
+    "missing": ({a: 0 for a in ALL[:4]}, r"missing \['agent_4'\], unknown \[\]"),
+    "unknown": (dict({a: 0 for a in ALL}, agent_9=0), r"missing \[\], unknown \['agent_9'\]"),
+    "float": ({"agent_2": 1.0}, r"action of agent_2 must be an integer in \[0, 7\], got 1\.0"),
+    "bool": ({"agent_2": True}, r"action of agent_2 must be an integer in \[0, 7\], got True"),
+    "string": ({"agent_2": "1"}, r"action of agent_2 must be an integer in \[0, 7\], got '1'"),
+    "vector": ({"agent_2": np.array([1, 2])},
+               r"action of agent_2 must be a scalar, an integer in \[0, 7\]; got shape \(2,\)"),
+    "negative": ({"agent_2": -1}, r"action of agent_2 must be an integer in \[0, 7\], got -1$"),
+    "too large": ({"agent_2": np.int64(8)},
+                  r"action of agent_2 must be an integer in \[0, 7\], got 8$"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ACTIONS))
+def test_bad_actions_rejected(case):
+    pz = PettingZooEnv(_env("harvest"))
+    pz.reset(seed=0)
+    actions, message = BAD_ACTIONS[case]
+    if case not in ("missing", "unknown"):
+        actions = dict({a: 0 for a in ALL}, **actions)
+    with pytest.raises(ValueError, match=message):
+        pz.step(actions)
+    # A rejected step changes nothing: the episode goes on from the same state.
+    assert pz.agents == ALL
+    pz.step({a: np.int32(0) for a in ALL})
+
+
+def test_step_outside_an_episode():
+    pz = PettingZooEnv(_env("harvest"))
+    with pytest.raises(RuntimeError, match=re.escape("call reset() before step()")):
+        pz.step({a: 0 for a in ALL})
+    pz.reset(seed=1)
+    with pytest.raises(ValueError, match="a dict keyed by agent"):
+        pz.step([0] * 5)
+    with pytest.raises(ValueError, match="unknown agent 'agent_5'"):
+        pz.action_space("agent_5")
+    with pytest.raises(ValueError, match="seed must be None or a non-negative integer, got -1"):
+        pz.reset(seed=-1)
+    _episode(pz, seed=1, action_seed=1)
+    with pytest.raises(RuntimeError, match="the episode is over"):
+        pz.step({})
+
+
+# ---------------------------------------------------------------------- dict view
+def test_dict_view_matches_array_env():
+    """Same key → the same values as the array env, jitted, agent i = row i."""
+    env = _env("harvest")
+    view = DictView(env)
+    assert view.agents == ALL and view.num_agents == 5
+    actions = jnp.array([0, 2, 4, 7, 5], jnp.int32)
+
+    @jax.jit
+    def both(key, t0):
+        key_reset, key_step = jax.random.split(key)
+        obs_d, state_d = view.reset(key_reset)
+        obs, state = env.reset(key_reset)
+        state_d, state = state_d.replace(t=t0), state.replace(t=t0)
+        step_d = view.step(key_step, state_d, {a: actions[i] for i, a in enumerate(ALL)})
+        return (obs_d, state_d, step_d), (obs, state, env.step(key_step, state, actions))
+
+    for t0, done in ((0, False), (MAX_STEPS - 1, True)):
+        (obs_d, state_d, step_d), (obs, state, step) = both(jax.random.key(5), t0)
+        obs2_d, state2_d, rewards, dones, infos = step_d
+        obs2, state2, reward, terminated, truncated, info = step
+        assert _same(state_d, state) and _same(state2_d, state2)
+        for i, a in enumerate(ALL):
+            assert _same(obs_d[a], {k: v[i] for k, v in obs.items()})
+            assert _same(obs2_d[a], {k: v[i] for k, v in obs2.items()})
+            assert rewards[a] == reward[i]
+            assert bool(dones[a]) is done
+        assert bool(dones["__all__"]) is done and set(dones) == {*ALL, "__all__"}
+        assert bool(infos["truncated"]) is done and not bool(infos["terminated"])
+        assert _same(infos["events"], info["events"])
+        assert view.observation_space("agent_1").contains(jax.device_get(obs2_d["agent_1"]))
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({a: 0 for a in ALL[1:]}, r"missing \['agent_0'\]"),
+    (dict({a: 0 for a in ALL}, agent_5=0), r"unknown \['agent_5'\]"),
+    (dict({a: 0 for a in ALL}, agent_3=jnp.zeros(2, jnp.int32)), "agent_3.*shape \\(2,\\)"),
+    (dict({a: 0 for a in ALL}, agent_3=jnp.float32(1)), "agent_3.*dtype float32"),
+])
+def test_dict_view_bad_actions_fail_at_trace_time(bad, message):
+    view = DictView(_env("harvest"))
+    _, state = jax.eval_shape(view.reset, jax.random.key(0))
+    with pytest.raises(ValueError, match=message):
+        jax.jit(view.step).trace(jax.random.key(0), state, bad)
+    with pytest.raises(ValueError, match="unknown agent"):
+        view.action_space("agent_7")
