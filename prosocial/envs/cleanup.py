@@ -87,13 +87,14 @@ class Cleanup(SSDEnv):
     def spawn_rates(self, grid: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """(waste density, apple probability, waste probability) of this map (§3.3).
 
-        The density is written 1 − (W − h)/W, as the reference computes it, so the result
-        matches it bit for bit in float64 and to rounding in float32.
+        The density is h/W (h waste cells). The reference writes 1 − (W − h)/W, which in
+        float64 differs only in the last bit; in float32 that form loses ~6e-8 to
+        cancellation (−5e-8 instead of 0 with no waste), so we divide directly.
         """
         cells = jnp.asarray(self.waste_cells)
         total = len(self.waste_cells)
         h = jnp.sum(grid[cells[:, 0], cells[:, 1]] == G.WASTE)
-        density = 1.0 - (total - h) / total
+        density = h / total
         depleted = density >= self.depletion_threshold
         restored = density <= self.restoration_threshold
         apple = jnp.where(

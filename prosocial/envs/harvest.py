@@ -43,6 +43,7 @@ class Harvest(SSDEnv):
     env_id = "harvest"
     default_map = HARVEST_MAP
     actions = 8
+    reference_flags = (*SSDEnv.reference_flags, "ref_harvest_moore_neighbourhood")
 
     def __init__(self, num_agents: int = 5, max_steps: int = 1000,
                  regrowth_probs: tuple[float, float, float, float] = REGROWTH_PROBS,
