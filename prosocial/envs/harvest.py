@@ -52,16 +52,15 @@ class Harvest(SSDEnv):
         super().__init__(num_agents=num_agents, max_steps=max_steps, reference=reference,
                          **kwargs)
         probs = np.asarray(regrowth_probs, dtype=np.float64)
-        if probs.shape != (4,) or np.any(probs < 0) or np.any(probs > 1):
+        if probs.shape != (4,) or not np.all((probs >= 0) & (probs <= 1)):  # NaN fails too
             raise ValueError("regrowth_probs must be 4 probabilities in [0, 1] "
                              f"(for 0, 1, 2, ≥3 neighbouring apples), got {regrowth_probs!r}")
         self.regrowth_probs = jnp.asarray(probs, jnp.float32)
         self.ref_harvest_moore_neighbourhood = reference or ref_harvest_moore_neighbourhood
         self.apple_cells = G.cells_of(self.map_lines, "A")
         radius_sq = 2 if self.ref_harvest_moore_neighbourhood else 4
-        offsets = np.array([(j, k) for j in range(-2, 3) for k in range(-2, 3)
-                            if 0 < j * j + k * k <= radius_sq], np.int32)
-        self.neighbour_cells = jnp.asarray(self.apple_cells[:, None, :] + offsets[None])
+        self.neighbour_offsets = tuple((j, k) for j in range(-2, 3) for k in range(-2, 3)
+                                       if 0 < j * j + k * k <= radius_sq)
 
     def initial_grid(self) -> np.ndarray:
         grid = self.base_grid.copy()
@@ -70,7 +69,10 @@ class Harvest(SSDEnv):
 
     def neighbour_counts(self, grid: jax.Array) -> jax.Array:
         """int32[K]: apples in the neighbourhood of each apple cell (off-map counts empty)."""
-        return jnp.sum(G.lookup(grid, self.neighbour_cells, G.EMPTY) == G.APPLE, axis=1)
+        h, w = grid.shape
+        apples = jnp.pad((grid == G.APPLE).astype(jnp.int32), 2)
+        counts = sum(apples[2 + j:2 + j + h, 2 + k:2 + k + w] for j, k in self.neighbour_offsets)
+        return counts[self.apple_cells[:, 0], self.apple_cells[:, 1]]
 
     def spawn_probabilities(self, grid: jax.Array, pos: jax.Array) -> jax.Array:
         """float32[K]: this step's regrowth probability of each apple cell (0 if it holds an

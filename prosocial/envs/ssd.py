@@ -51,6 +51,8 @@ class SSDEnv(Env):
                  reference: bool = False, ref_view_rotation: bool = False,
                  ref_beams_invisible: bool = False, ref_beam_order_by_id: bool = False,
                  ref_prev_action_pad: bool = False):
+        if isinstance(map, str):  # tuple() would split it into one-character rows
+            raise ValueError(f"{self.env_id}: map must be a list of row strings, not one string")
         lines = tuple(map) if map is not None else self.default_map
         self.map_lines = lines
         self.base_grid = G.parse_map(list(lines))
@@ -213,6 +215,8 @@ class SSDEnv(Env):
         The walls must be the environment's own (build the environment with ``map=`` for
         another layout); waste and river only on the map's waste cells.
         """
+        if isinstance(grid, str):
+            raise ValueError("grid must be a list of row strings, not one string")
         codes = G.parse_map(list(grid))
         if codes.shape != self.base_grid.shape:
             raise ValueError(f"grid has shape {codes.shape}, the environment's map "
