@@ -2,8 +2,10 @@
 
     prosocial demo [--out DIR]                 random agents: GIFs of Harvest and Cleanup, env speed
     prosocial bench envs [--env ID] [--num-envs N ...]
-    prosocial train --preset quick --out DIR   (see ``prosocial train --help``)
-    prosocial eval DIR | prosocial export DIR
+    prosocial train [--preset NAME] [--env ID --num-envs N --total-steps N ...] --out DIR
+    prosocial train --resume DIR [--total-steps N]
+    prosocial eval DIR|FILE.safetensors [--episodes K] [--checkpoint N]
+    prosocial export DIR [--out FILE.safetensors]
 """
 
 from __future__ import annotations
@@ -36,7 +38,25 @@ def _bench(argv: list[str]) -> None:
     envs_main(rest)
 
 
-COMMANDS = {"demo": _demo, "bench": _bench}
+def _train(argv: list[str]) -> None:
+    from prosocial.experiments.cli_train import train_main
+
+    train_main(argv)
+
+
+def _eval(argv: list[str]) -> None:
+    from prosocial.experiments.cli_train import eval_main
+
+    eval_main(argv)
+
+
+def _export(argv: list[str]) -> None:
+    from prosocial.experiments.cli_train import export_main
+
+    export_main(argv)
+
+
+COMMANDS = {"demo": _demo, "bench": _bench, "train": _train, "eval": _eval, "export": _export}
 
 
 def main(argv: list[str] | None = None) -> None:

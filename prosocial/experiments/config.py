@@ -1,0 +1,137 @@
+"""The training configuration and its named presets.
+
+A :class:`TrainConfig` says everything a run does; ``prosocial train`` builds one from a
+preset (``--preset NAME``, default ``quick``) and command-line overrides (tyro), prints it
+and saves it in the run directory's ``config.json``. Presets are plain functions returning
+a config, so a paper's setting is written once, next to its source in specs.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import tyro
+
+from prosocial.envs.registry import list_envs
+from prosocial.learners.ppo import PPOConfig
+from prosocial.nets import NetConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run: environment, learner, seeds and what the run writes."""
+
+    env: str = "harvest"
+    """Environment id (``prosocial.list_envs()``)."""
+    num_agents: int = 5
+    """Agents in the environment."""
+    max_steps: int = 1000
+    """Episode length (time limit)."""
+    reference: bool = False
+    """Switch on every ``ref_*`` flag of the environment (behave as the reference code)."""
+    total_steps: int = 1_000_000
+    """Environment steps per seed to train for (rounded up to whole iterations)."""
+    seed: int = 0
+    """Random seed of the run; seed ``i`` of the batch uses a key split from it."""
+    num_seeds: int = 1
+    """Independent seeds trained side by side in one compiled program."""
+    checkpoint_every: int = 20
+    """Save a checkpoint every this many iterations (and always at the end)."""
+    keep_checkpoints: int = 3
+    """How many of the newest checkpoints to keep."""
+    gif_steps: int = 200
+    """Steps of the evaluation episode rendered to ``episode.gif`` at the end (0: none)."""
+    ppo: Annotated[PPOConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=PPOConfig)
+    """The learner."""
+
+    def __post_init__(self):
+        if self.env not in list_envs():
+            raise ValueError(f"unknown env {self.env!r}; known envs: {', '.join(list_envs())}")
+        for name in ("num_agents", "max_steps", "total_steps", "num_seeds", "checkpoint_every",
+                     "keep_checkpoints"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.gif_steps, bool) or not isinstance(self.gif_steps, int) \
+                or self.gif_steps < 0:
+            raise ValueError(f"gif_steps must be an integer ≥ 0, got {self.gif_steps!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+
+    @property
+    def num_iterations(self) -> int:
+        return -(-self.total_steps // self.ppo.steps_per_iteration)
+
+    def env_kwargs(self) -> dict[str, Any]:
+        return {"num_agents": self.num_agents, "max_steps": self.max_steps,
+                "reference": self.reference}
+
+
+# --- presets --------------------------------------------------------------------------------
+
+
+def _quick() -> TrainConfig:
+    """A short demonstration: Harvest with 5 agents and 100-step episodes; a few minutes on
+    a 2-core CPU, long enough for the agents to stop wasting steps on beams and eat."""
+    return TrainConfig(
+        env="harvest", num_agents=5, max_steps=100, total_steps=400_000, num_seeds=1,
+        checkpoint_every=25, gif_steps=100,
+        ppo=PPOConfig(num_envs=32, num_steps=100, num_epochs=4, num_minibatches=4,
+                      lr=1e-3, ent_coef=0.01, gae_lambda=0.95, max_grad_norm=0.5,
+                      net=NetConfig(lstm_size=128)))
+
+
+def _ssd_ppo(env: str, entropy: float, lr_start: float, lr_end: float) -> TrainConfig:
+    """The SSD run scripts' PPO baseline (specs.md §8.2, §8.3, §8.5): 6 workers × 16 envs ×
+    1000-step fragments = 96 000-step batches, minibatch 24 000, 10 epochs, RLlib's clip,
+    value clip and adaptive KL, value coefficient 1e-4, GAE λ = 1, grad clip 40; the
+    reference environment flags except ``ref_beam_order_by_id`` (specs §8.6 ``ssd/*``), and
+    the horizon as a terminal state (B-20)."""
+    return TrainConfig(
+        env=env, num_agents=5, max_steps=1000, reference=True, total_steps=500_000_000,
+        num_seeds=5, checkpoint_every=20, gif_steps=1000,
+        ppo=PPOConfig(num_envs=96, num_steps=1000, num_epochs=10, num_minibatches=4,
+                      seq_len=20, gamma=0.99, gae_lambda=1.0, clip_eps=0.3, vf_coef=1e-4,
+                      vf_clip=10.0, ent_coef=entropy, kl_coef=0.2, kl_target=0.01,
+                      max_grad_norm=40.0, lr_schedule=((0, lr_start), (2e7, lr_end)),
+                      ref_horizon_is_terminal=True, net=NetConfig(lstm_size=128)))
+
+
+PRESETS: dict[str, Callable[[], TrainConfig]] = {
+    "quick": _quick,
+    "harvest-baseline": lambda: _ssd_ppo("harvest", 0.000687, 0.00136, 0.000028),
+    "cleanup-baseline": lambda: _ssd_ppo("cleanup", 0.00176, 0.00126, 0.000012),
+}
+
+
+def preset(name: str) -> TrainConfig:
+    """The config of a named preset (``PRESETS``)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; presets: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]()
+
+
+# --- (de)serialisation ------------------------------------------------------------------------
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: Mapping[str, Any]) -> TrainConfig:
+    """Rebuild a :class:`TrainConfig` from :func:`to_dict`'s output (e.g. ``config.json``)."""
+    data = dict(data)
+    ppo = dict(data.pop("ppo", {}))
+    net = NetConfig(**_tuples(ppo.pop("net", {})))
+    ppo_cfg = PPOConfig(**_tuples(ppo), net=net)
+    return TrainConfig(**data, ppo=ppo_cfg)
+
+
+def _tuples(d: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON lists back to the tuples the frozen configs hold."""
+    def conv(v):
+        return tuple(conv(x) for x in v) if isinstance(v, list) else v
+    return {k: conv(v) for k, v in d.items()}

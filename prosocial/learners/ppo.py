@@ -1,0 +1,563 @@
+"""Recurrent PPO with independent parameters per agent, batched over environments and seeds.
+
+specs.md §8.3 fixes the semantics the SSD presets need (RLlib 0.8.5 as configured by SSD).
+For every valid step of a train batch, with ρ = π(a|o)/π_old(a|o), Â the advantage (GAE),
+R = Â_raw + V_old the value target and KL = KL(π_old ‖ π):
+
+    L = −min(ρÂ, clip(ρ, 1 − ε, 1 + ε)Â) + β_KL·KL
+        + c_v·max((V − R)², (V_old + clip(V − V_old, −c, c) − R)²) − c_H·H(π)
+
+averaged over the valid steps of each agent's minibatch (no ½ on the value term). The KL
+coefficient β_KL adapts after every train batch (×1.5 above 2·target, ×0.5 below
+target/2). Sequences: every rollout of ``num_steps`` steps is cut into chunks of
+``seq_len`` steps (the last one padded and masked); the LSTM state stored at each chunk's
+start is the initial state of the chunk when it is replayed, and the state is zeroed inside
+a chunk where an episode starts. Minibatches are shuffled whole chunks.
+
+Our defaults differ from RLlib where RLlib is wrong for time-limited games: an episode that
+ends by its time limit (``truncated``) is bootstrapped from the value of its final
+observation; ``ref_horizon_is_terminal`` treats it as terminal as RLlib did (specs B-20).
+
+Shapes: S seeds, N agents, E envs per seed, T steps. Parameter sets are stacked on a
+leading axis P = S·N (seed-major), and every per-agent array is laid out ``[P, E, ...]``,
+so one batched network call serves all agents and seeds (``prosocial.nets``).
+
+Loop structure (design.md): the rollout is one compiled ``lax.scan``; the minibatch
+updates are either driven from Python, one compiled call per minibatch (``loop="python"``,
+fastest on XLA:CPU), or compiled into the same program with ``lax.scan``
+(``loop="scan"``, best on GPUs). ``loop="auto"`` picks by backend.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import distrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from prosocial import metrics as M
+from prosocial import nets
+from prosocial.envs.core import AutoReset, Env
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Hyperparameters of recurrent PPO (defaults: a general-purpose setting; the SSD
+    presets set specs.md §8.3's values)."""
+
+    num_envs: int = 8
+    """Parallel environments per seed."""
+    num_steps: int = 128
+    """Steps of every environment per iteration (the train batch is num_envs·num_steps)."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    gae_lambda: float = 0.95
+    """GAE λ (RLlib and SSD: 1.0)."""
+    lr: float = 3e-4
+    """Adam learning rate when ``lr_schedule`` is empty."""
+    lr_schedule: tuple[tuple[float, float], ...] = ()
+    """Piecewise-linear learning rate as (env steps, lr) knots, held after the last knot
+    (SSD: ((0, 0.00126), (2e7, 0.000012)))."""
+    num_epochs: int = 4
+    """Passes over each train batch."""
+    num_minibatches: int = 4
+    """Minibatches per epoch; the batch's sequences are split evenly into them."""
+    seq_len: int = 20
+    """Length of the stored-state sequences the LSTM is replayed on (RLlib max_seq_len)."""
+    clip_eps: float = 0.2
+    """Clip ε of the probability ratio (RLlib: 0.3)."""
+    vf_coef: float = 0.5
+    """Value loss coefficient c_v (SSD: 1e-4)."""
+    vf_clip: float = 10.0
+    """Clip of V − V_old in the value loss (RLlib: 10); ``inf`` disables it."""
+    ent_coef: float = 0.01
+    """Entropy bonus coefficient c_H."""
+    kl_coef: float = 0.0
+    """Initial KL penalty coefficient β_KL (RLlib: 0.2); 0 disables the penalty."""
+    kl_target: float = 0.01
+    """Target KL(π_old ‖ π) of the adaptive KL coefficient."""
+    max_grad_norm: float = 0.5
+    """Global-norm gradient clip, per agent (SSD: 40)."""
+    adam_eps: float = 1e-8
+    """Adam ε (TF default 1e-8)."""
+    normalize_advantages: bool = True
+    """Standardise advantages over each agent's whole train batch."""
+    ref_horizon_is_terminal: bool = False
+    """Treat time-limit ends as terminal (no bootstrap), as RLlib did (specs B-20)."""
+    loop: Literal["auto", "python", "scan"] = "auto"
+    """Minibatch loop: driven from Python (fast on CPU) or compiled with lax.scan (GPU)."""
+    net: nets.NetConfig = field(default_factory=nets.NetConfig)
+    """The actor-critic network."""
+
+    def __post_init__(self):
+        def positive_int(name):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+                raise ValueError(f"ppo.{name} must be a positive integer, got {v!r}")
+
+        for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches",
+                     "seq_len"):
+            positive_int(name)
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"ppo.{name} must be in [0, 1], got {getattr(self, name)!r}")
+        for name in ("lr", "clip_eps", "vf_clip", "max_grad_norm", "adam_eps", "kl_target"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ppo.{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("vf_coef", "ent_coef", "kl_coef"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"ppo.{name} must be a finite number ≥ 0, got {value!r}")
+        knots = tuple((float(s), float(v)) for s, v in self.lr_schedule)
+        object.__setattr__(self, "lr_schedule", knots)
+        if knots:
+            steps = [s for s, _ in knots]
+            if any(b < a for a, b in zip(steps, steps[1:], strict=False)) or steps[0] < 0:
+                raise ValueError(f"ppo.lr_schedule steps must be ≥ 0 and non-decreasing, "
+                                 f"got {knots}")
+            if any(not v > 0 for _, v in knots):
+                raise ValueError(f"ppo.lr_schedule learning rates must be positive, got {knots}")
+        if self.loop not in ("auto", "python", "scan"):
+            raise ValueError(f"ppo.loop must be auto, python or scan, got {self.loop!r}")
+        if self.num_sequences % self.num_minibatches:
+            raise ValueError(
+                f"the train batch does not split into minibatches: num_envs × "
+                f"ceil(num_steps / seq_len) = {self.num_envs} × {self.chunks} = "
+                f"{self.num_sequences} sequences is not divisible by num_minibatches = "
+                f"{self.num_minibatches}")
+
+    @property
+    def chunks(self) -> int:
+        """Sequences per environment and iteration, ceil(num_steps / seq_len)."""
+        return -(-self.num_steps // self.seq_len)
+
+    @property
+    def num_sequences(self) -> int:
+        return self.num_envs * self.chunks
+
+    @property
+    def steps_per_iteration(self) -> int:
+        """Environment steps per seed in one iteration."""
+        return self.num_envs * self.num_steps
+
+    def resolved_loop(self) -> str:
+        if self.loop != "auto":
+            return self.loop
+        return "python" if jax.default_backend() == "cpu" else "scan"
+
+
+def learning_rate(cfg: PPOConfig, env_steps) -> jax.Array:
+    """The learning rate after ``env_steps`` steps: piecewise linear between the schedule's
+    knots, the first knot's value before it and the last one's after it."""
+    if not cfg.lr_schedule:
+        return jnp.full(jnp.shape(env_steps), cfg.lr, jnp.float32)
+    xs = jnp.asarray([s for s, _ in cfg.lr_schedule], jnp.float32)
+    ys = jnp.asarray([v for _, v in cfg.lr_schedule], jnp.float32)
+    return jnp.interp(jnp.asarray(env_steps, jnp.float32), xs, ys)
+
+
+def gae(rewards, values, next_values, terminated, done, gamma: float, lam: float):
+    """Generalised advantage estimates with a bootstrap value for every step.
+
+    All inputs are time-major ``[T, ...]``: ``values[t]`` = V(o_t); ``next_values[t]`` = the
+    value of the observation that followed step t in the same episode (V(o_{t+1}), or the
+    value of the final observation where the episode was truncated); ``terminated[t]`` cuts
+    the bootstrap; ``done[t]`` (terminated or truncated) cuts the trace.
+
+        δ_t = r_t + γ·(1 − term_t)·V'_t − V_t,   Â_t = δ_t + γλ·(1 − done_t)·Â_{t+1}
+
+    Returns ``(advantages, returns)`` with returns = advantages + values.
+    """
+    not_term = 1.0 - terminated.astype(jnp.float32)
+    not_done = 1.0 - done.astype(jnp.float32)
+    deltas = rewards + gamma * not_term * next_values - values
+
+    def body(carry, x):
+        delta, cont = x
+        adv = delta + gamma * lam * cont * carry
+        return adv, adv
+
+    _, adv = jax.lax.scan(body, jnp.zeros_like(deltas[0]), (deltas, not_done), reverse=True)
+    return adv, adv + values
+
+
+def ppo_loss(cfg: PPOConfig, logits, values, batch, advantages, kl_coef):
+    """Per-agent PPO loss (module docstring) averaged over valid steps.
+
+    ``logits`` [P, B, L, A] and ``values`` [P, B, L] are the new outputs; ``batch`` holds the
+    rollout's ``action``, ``logits`` (old), ``value`` (old), ``returns`` and ``mask``, each
+    [P, B, L]; ``kl_coef`` [P]. Returns the summed loss over P (each agent's gradient comes
+    from its own term only) and the per-agent terms ``[P]``.
+    """
+    mask = batch["mask"].astype(jnp.float32)
+    count = jnp.maximum(mask.sum(axis=(1, 2)), 1.0)
+
+    def mean(x):
+        return (x * mask).sum(axis=(1, 2)) / count
+
+    new = distrax.Categorical(logits=logits)
+    old = distrax.Categorical(logits=batch["logits"])
+    logp = new.log_prob(batch["action"])
+    ratio = jnp.exp(logp - old.log_prob(batch["action"]))
+    surrogate = jnp.minimum(ratio * advantages,
+                            jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * advantages)
+    kl = old.kl_divergence(new)
+    entropy = new.entropy()
+    v_old, target = batch["value"], batch["returns"]
+    v_clipped = v_old + jnp.clip(values - v_old, -cfg.vf_clip, cfg.vf_clip)
+    vf = jnp.maximum(jnp.square(values - target), jnp.square(v_clipped - target))
+    terms = {"policy_loss": -mean(surrogate), "value_loss": mean(vf), "entropy": mean(entropy),
+             "kl": mean(kl), "clip_fraction": mean(jnp.abs(ratio - 1) > cfg.clip_eps)}
+    total = (terms["policy_loss"] + kl_coef * terms["kl"] + cfg.vf_coef * terms["value_loss"]
+             - cfg.ent_coef * terms["entropy"])
+    return total.sum(), terms
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a run needs to continue: saved whole in checkpoints."""
+
+    params: Any  # [P, ...]
+    opt_state: Any  # [P, ...]
+    kl_coef: jax.Array  # [P]
+    env_state: Any  # [S, E]
+    obs: Any  # [S, E, N, ...], the observation the next step acts on
+    start: jax.Array  # bool[S, E]: the next step starts an episode (zero the LSTM state)
+    carry: Any  # [P, E, H]
+    episode: M.EpisodeAccumulator  # [S, E]
+    key: jax.Array  # [S]
+    env_steps: jax.Array  # int, per seed
+    update: jax.Array  # int, iterations done
+
+
+class PPO:
+    """Recurrent PPO on an environment following the prosocial contract.
+
+    ``init(key)`` gives a :class:`TrainState` for ``num_seeds`` independent seeds;
+    ``iteration(state)`` collects one train batch and updates on it, returning the new
+    state and the iteration's metrics ``{name: [S] or [S, N]}`` (episode metrics are
+    means over the episodes that ended in the iteration, NaN if none did).
+    """
+
+    def __init__(self, cfg: PPOConfig, env: Env, num_seeds: int = 1):
+        if isinstance(num_seeds, bool) or int(num_seeds) != num_seeds or num_seeds < 1:
+            raise ValueError(f"num_seeds must be a positive integer, got {num_seeds!r}")
+        self.cfg = cfg
+        self.env = env if isinstance(env, AutoReset) else AutoReset(env)
+        self.num_seeds = int(num_seeds)
+        self.num_agents = env.num_agents
+        self.num_actions = env.num_actions
+        nets.input_key(env.observation_space.spaces)  # fail early on unusable observations
+        self.tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
+                              optax.scale_by_adam(eps=cfg.adam_eps))
+        self._event_keys = None
+        self._collect = jax.jit(self._collect_impl, donate_argnums=0)
+        self._prepare = jax.jit(self._prepare_impl)
+        self._minibatch = jax.jit(self._minibatch_impl, donate_argnums=(0, 1))
+        self._update_all = jax.jit(self._update_all_impl, donate_argnums=0)
+
+    # --- layout helpers ------------------------------------------------------------------
+
+    @property
+    def num_params(self) -> int:
+        return self.num_seeds * self.num_agents
+
+    def to_agents(self, x):
+        """[S, E, N, ...] → [P, E, ...] (P = S·N, seed-major)."""
+        s, e, n = x.shape[:3]
+        return jnp.swapaxes(x, 1, 2).reshape((s * n, e) + x.shape[3:])
+
+    def to_envs(self, x):
+        """[P, E, ...] → [S, E, N, ...]."""
+        p, e = x.shape[:2]
+        return jnp.swapaxes(x.reshape((self.num_seeds, p // self.num_seeds, e) + x.shape[2:]),
+                            1, 2)
+
+    def per_agent(self, x):
+        """[S, E] → [P, E] (the same value for every agent of a seed)."""
+        return jnp.repeat(x, self.num_agents, axis=0)
+
+    # --- init ------------------------------------------------------------------------------
+
+    def event_keys(self) -> tuple[str, ...]:
+        if self._event_keys is None:
+            key = jax.random.PRNGKey(0)
+            _, state = jax.eval_shape(self.env.reset, key)
+            out = jax.eval_shape(self.env.step_state, key, state,
+                                 jnp.zeros(self.num_agents, jnp.int32))
+            self._event_keys = tuple(sorted(out[4].get("events", {})))
+        return self._event_keys
+
+    def init(self, key: jax.Array) -> TrainState:
+        cfg = self.cfg
+        s, e, n = self.num_seeds, cfg.num_envs, self.num_agents
+        k_param, k_env, k_run = jax.random.split(key, 3)
+        params = nets.init_stacked(cfg.net, k_param, self.env.observation_space,
+                                   self.num_actions, (s * n,))
+        opt_state = jax.vmap(self.tx.init)(params)
+        env_keys = jax.random.split(k_env, s * e).reshape(s, e, -1)
+        obs, env_state = jax.vmap(jax.vmap(self.env.reset))(env_keys)
+        episode = jax.vmap(jax.vmap(lambda _: M.accumulator_init(n, self.event_keys())))(
+            jnp.zeros((s, e)))
+        state = TrainState(
+            params=params, opt_state=opt_state,
+            kl_coef=jnp.full((s * n,), cfg.kl_coef, jnp.float32),
+            env_state=env_state, obs=obs, start=jnp.ones((s, e), bool),
+            carry=nets.initial_carry(cfg.net, (s * n, e)), episode=episode,
+            key=jax.random.split(k_run, s), env_steps=jnp.zeros((), jnp.int32),
+            update=jnp.zeros((), jnp.int32))
+        # Leaves built from one zeros array share a buffer, which donation rejects.
+        return jax.tree.map(jnp.copy, state)
+
+    # --- acting ------------------------------------------------------------------------------
+
+    def policy_step(self, params, obs, carry, start):
+        """Network step for all seeds and agents: obs [S, E, N, ...] → logits [P, E, A],
+        value [P, E], next carry."""
+        obs_p = jax.tree.map(self.to_agents, obs)
+        return nets.step(self.cfg.net, params, obs_p, carry, self.per_agent(start))
+
+    def _env_step(self, keys, env_state, actions):
+        """Step all [S, E] envs (AutoReset): actions [S, E, N]."""
+        return jax.vmap(jax.vmap(self.env.step))(keys, env_state, actions)
+
+    def _collect_impl(self, ts: TrainState):
+        """One rollout of num_steps steps in chunks of seq_len; returns the batch
+        (time-major [T, P, E, ...]) and the chunks' initial LSTM states."""
+        cfg = self.cfg
+        s, e = self.num_seeds, cfg.num_envs
+
+        def one_step(carry_in, _):
+            ts, sums = carry_in
+            keys = jax.vmap(lambda k: jax.random.split(k, 3))(ts.key)
+            k_next, k_act, k_env = keys[:, 0], keys[:, 1], keys[:, 2]
+            logits, value, carry = self.policy_step(ts.params, ts.obs, ts.carry, ts.start)
+            act_keys = jax.vmap(lambda k: jax.random.split(k, self.num_agents))(k_act)
+            action = jax.vmap(jax.random.categorical)(
+                act_keys.reshape(self.num_params, -1), logits)
+            env_keys = jax.vmap(lambda k: jax.random.split(k, e))(k_env)
+            obs, env_state, reward, term, trunc, info = self._env_step(
+                env_keys, ts.env_state, self.to_envs(action))
+            done = term | trunc
+            final_value = self._final_value(ts.params, info["final_state"], carry, trunc)
+            events = info.get("events", {})
+            episode, finished = jax.vmap(jax.vmap(M.accumulator_step))(
+                ts.episode, reward, {k: events[k] for k in self.event_keys()}, done)
+            sums = _add_finished(sums, finished, done)
+            transition = {
+                "obs": jax.tree.map(self.to_agents, ts.obs), "start": self.per_agent(ts.start),
+                "action": action, "logits": logits, "value": value,
+                "reward": self.to_agents(reward), "terminated": self.per_agent(term),
+                "truncated": self.per_agent(trunc), "final_value": final_value,
+                "events": {k: self.to_agents(v) for k, v in events.items()},
+            }
+            ts = ts.replace(env_state=env_state, obs=obs, start=done, carry=carry,
+                            episode=episode, key=k_next)
+            return (ts, sums), transition
+
+        def chunk(carry_in, length):
+            ts = carry_in[0]
+            carry_in, traj = jax.lax.scan(one_step, carry_in, None, length=length)
+            return carry_in, traj, ts.carry, ts.start
+
+        sums = _zero_sums(jax.eval_shape(M.episode_metrics, jax.tree.map(
+            lambda x: x[0, 0], ts.episode)), s)
+        full, rest = divmod(cfg.num_steps, cfg.seq_len)
+        carry_in = (ts, sums)
+        trajs, carries = [], []
+        if full:
+            def chunk_full(c, _):
+                c, traj, h0, _ = chunk(c, cfg.seq_len)
+                return c, (traj, h0)
+
+            carry_in, (traj, h0) = jax.lax.scan(chunk_full, carry_in, None, length=full)
+            trajs.append(jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), traj))
+            carries.append(h0)
+        if rest:
+            carry_in, traj, h0, _ = chunk(carry_in, rest)
+            trajs.append(traj)
+            carries.append(jax.tree.map(lambda x: x[None], h0))
+        ts, sums = carry_in
+        traj = jax.tree.map(lambda *xs: jnp.concatenate(xs), *trajs)
+        h0 = jax.tree.map(lambda *xs: jnp.concatenate(xs), *carries)
+        _, last_value, _ = self.policy_step(ts.params, ts.obs, ts.carry, ts.start)
+        steps = cfg.steps_per_iteration
+        ts = ts.replace(env_steps=ts.env_steps + steps)
+        return ts, traj, h0, last_value, _mean_finished(sums)
+
+    def _final_value(self, params, final_state, carry, truncated):
+        """V of each truncated episode's final observation (0 elsewhere), for the bootstrap.
+
+        Observing and evaluating the final states costs a network call, so it runs only on
+        steps where some episode was truncated.
+        """
+        if self.cfg.ref_horizon_is_terminal:
+            return jnp.zeros((self.num_params, self.cfg.num_envs), jnp.float32)
+
+        def evaluate(_):
+            obs = jax.vmap(jax.vmap(self.env.observe))(final_state)
+            no_reset = jnp.zeros_like(truncated)
+            _, value, _ = self.policy_step(params, obs, carry, no_reset)
+            return jnp.where(self.per_agent(truncated), value, 0.0)
+
+        return jax.lax.cond(jnp.any(truncated), evaluate,
+                            lambda _: jnp.zeros((self.num_params, self.cfg.num_envs),
+                                                jnp.float32), None)
+
+    # --- learning ------------------------------------------------------------------------
+
+    def _prepare_impl(self, traj, h0, last_value):
+        """Advantages and the sequence layout [P, chunks·E, L, ...] of a rollout."""
+        cfg = self.cfg
+        rewards = traj["reward"]
+        values = traj["value"]
+        next_values = jnp.concatenate([values[1:], last_value[None]])
+        trunc = traj["truncated"]
+        term = traj["terminated"]
+        if cfg.ref_horizon_is_terminal:
+            term = term | trunc
+        else:
+            next_values = jnp.where(trunc, traj["final_value"], next_values)
+        adv, returns = gae(rewards, values, next_values, term, term | trunc, cfg.gamma,
+                           cfg.gae_lambda)
+        if cfg.normalize_advantages:
+            mean = adv.mean(axis=(0, 2), keepdims=True)
+            std = adv.std(axis=(0, 2), keepdims=True)
+            adv_norm = (adv - mean) / (std + 1e-8)
+        else:
+            adv_norm = adv
+        batch = {"obs": traj["obs"], "start": traj["start"], "action": traj["action"],
+                 "logits": traj["logits"], "value": values, "returns": returns,
+                 "advantages": adv_norm,
+                 "mask": jnp.ones(values.shape, bool)}
+        batch = jax.tree.map(self._to_sequences, batch)
+        carry0 = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1).reshape(
+            (self.num_params, -1) + x.shape[3:]), h0)
+        return batch, carry0
+
+    def _to_sequences(self, x):
+        """[T, P, E, ...] → [P, chunks·E, L, ...], padding time to chunks·L with zeros."""
+        cfg = self.cfg
+        pad = cfg.chunks * cfg.seq_len - x.shape[0]
+        if pad:
+            x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
+        x = x.reshape((cfg.chunks, cfg.seq_len) + x.shape[1:])  # [C, L, P, E, ...]
+        x = jnp.moveaxis(x, (0, 1, 2, 3), (1, 3, 0, 2))  # [P, C, E, L, ...]
+        return x.reshape((x.shape[0], -1) + x.shape[3:])
+
+    def _loss(self, params, mb, carry0, kl_coef):
+        logits, values = nets.unroll(self.cfg.net, params, mb["obs"], carry0, mb["start"])
+        return ppo_loss(self.cfg, logits, values, mb, mb["advantages"], kl_coef)
+
+    def _minibatch_impl(self, params, opt_state, batch, carry0, idx, kl_coef, lr):
+        mb = jax.tree.map(lambda x: jnp.take(x, idx, axis=1), batch)
+        c0 = jax.tree.map(lambda x: jnp.take(x, idx, axis=1), carry0)
+        grads, terms = jax.grad(self._loss, has_aux=True)(params, mb, c0, kl_coef)
+        updates, opt_state = jax.vmap(self.tx.update)(grads, opt_state, params)
+        params = jax.tree.map(
+            lambda p, u: p - lr.reshape((-1,) + (1,) * (u.ndim - 1)) * u, params, updates)
+        return params, opt_state, terms
+
+    def _permutations(self, key):
+        """Sequence indices for every epoch's minibatches: [epochs, minibatches, B]."""
+        cfg = self.cfg
+        keys = jax.random.split(key, cfg.num_epochs)
+        perms = jax.vmap(lambda k: jax.random.permutation(k, cfg.num_sequences))(keys)
+        return perms.reshape(cfg.num_epochs, cfg.num_minibatches, -1)
+
+    def _update_all_impl(self, ts: TrainState, batch, carry0, key, lr):
+        def body(carry, idx):
+            params, opt_state = carry
+            params, opt_state, terms = self._minibatch_impl(
+                params, opt_state, batch, carry0, idx, ts.kl_coef, lr)
+            return (params, opt_state), terms
+
+        idx = self._permutations(key).reshape(-1, self.cfg.num_sequences
+                                              // self.cfg.num_minibatches)
+        (params, opt_state), terms = jax.lax.scan(body, (ts.params, ts.opt_state), idx)
+        terms = jax.tree.map(lambda x: x.reshape((self.cfg.num_epochs, -1) + x.shape[1:]),
+                             terms)
+        return ts.replace(params=params, opt_state=opt_state), terms
+
+    def _adapt_kl(self, kl_coef, kl):
+        cfg = self.cfg
+        return jnp.where(kl > 2 * cfg.kl_target, kl_coef * 1.5,
+                         jnp.where(kl < 0.5 * cfg.kl_target, kl_coef * 0.5, kl_coef))
+
+    def iteration(self, ts: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+        """Collect one train batch and update on it."""
+        cfg = self.cfg
+        lr = learning_rate(cfg, ts.env_steps)  # before this batch's steps, as RLlib
+        ts, traj, h0, last_value, episode = self._collect(ts)
+        batch, carry0 = self._prepare(traj, h0, last_value)
+        key, ts = self._split_update_key(ts)
+        lr_p = jnp.full((self.num_params,), lr, jnp.float32)
+        if cfg.resolved_loop() == "scan":
+            ts, terms = self._update_all(ts, batch, carry0, key, lr_p)
+        else:
+            perms = np.asarray(self._permutations(key))
+            params, opt_state, per_mb = ts.params, ts.opt_state, []
+            for epoch in perms:
+                for idx in epoch:
+                    params, opt_state, t = self._minibatch(
+                        params, opt_state, batch, carry0, jnp.asarray(idx), ts.kl_coef, lr_p)
+                    per_mb.append(t)
+            ts = ts.replace(params=params, opt_state=opt_state)
+            terms = jax.tree.map(lambda *xs: jnp.stack(xs).reshape(
+                (cfg.num_epochs, cfg.num_minibatches) + xs[0].shape), *per_mb)
+        last_epoch = jax.tree.map(lambda x: x[-1].mean(axis=0), terms)  # [P]
+        metrics = {k: self._seed_mean(v) for k, v in last_epoch.items()}
+        metrics["kl_coef"] = self._seed_mean(ts.kl_coef)
+        metrics["learning_rate"] = jnp.full((self.num_seeds,), lr)
+        ts = ts.replace(kl_coef=self._adapt_kl(ts.kl_coef, last_epoch["kl"]),
+                        update=ts.update + 1)
+        metrics.update(episode)
+        return ts, metrics
+
+    def _split_update_key(self, ts):
+        keys = jax.vmap(jax.random.split)(ts.key)
+        return keys[0, 1], ts.replace(key=keys[:, 0])
+
+    def _seed_mean(self, x):
+        return x.reshape(self.num_seeds, self.num_agents).mean(axis=1)
+
+
+# --- episode metric sums over an iteration ---------------------------------------------------
+
+
+def _zero_sums(shapes, num_seeds):
+    zeros = {k: jnp.zeros((num_seeds,) + v.shape, jnp.float32) for k, v in shapes.items()}
+    return {"sum": zeros, "count": jnp.zeros((num_seeds,), jnp.float32)}
+
+
+def _add_finished(sums, finished, done):
+    """Add the metrics of episodes that ended this step ([S, E] accumulators) to per-seed sums."""
+    per_env = jax.vmap(jax.vmap(M.episode_metrics))(finished)
+    w = done.astype(jnp.float32)
+
+    def add(total, value):
+        value = jnp.where(jnp.isfinite(value), value, 0.0)
+        weight = w.reshape(w.shape + (1,) * (value.ndim - 2))
+        return total + (value * weight).sum(axis=1)
+
+    return {"sum": {k: add(sums["sum"][k], per_env[k]) for k in sums["sum"]},
+            "count": sums["count"] + w.sum(axis=1)}
+
+
+def _mean_finished(sums):
+    count = sums["count"]
+    out = {}
+    for k, total in sums["sum"].items():
+        c = count.reshape(count.shape + (1,) * (total.ndim - 1))
+        out[k] = jnp.where(c > 0, total / jnp.maximum(c, 1.0), jnp.nan)
+    out["episodes"] = count
+    return out
+
+
+__all__ = ["PPO", "PPOConfig", "TrainState", "gae", "learning_rate", "ppo_loss"]
