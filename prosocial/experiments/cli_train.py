@@ -1,7 +1,7 @@
 """``prosocial train``, ``prosocial eval`` and ``prosocial export``.
 
 Every config field is a flag (tyro): ``--env``, ``--num-agents``, ``--total-steps``,
-``--num-envs``, ``--lr``, ``--net.lstm-size``, … on top of a preset (``--preset NAME``,
+``--num-envs``, ``--lr``, ``--lstm-size``, … on top of a preset (``--preset NAME``,
 default ``quick``). The resolved config is printed and saved before anything compiles; an
 invalid value, env or preset is reported as an error without writing anything.
 """

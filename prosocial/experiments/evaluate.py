@@ -7,6 +7,7 @@ each from its own reset, for the environment's full episode length (or ``num_ste
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,9 @@ def metrics_table(results: dict[str, dict[str, np.ndarray]]) -> str:
         cells = []
         for m in modes:
             v = np.asarray(results[m][name], np.float64)
-            cells.append(f"{np.nanmean(v):>12.4g} ± {np.nanstd(v):<7.3g}")
+            with warnings.catch_warnings():  # a metric undefined in every episode: nan ± nan
+                warnings.simplefilter("ignore", RuntimeWarning)
+                cells.append(f"{np.nanmean(v):>12.4g} ± {np.nanstd(v):<7.3g}")
         lines.append(f"{name:<{width}}  " + "  ".join(cells))
     return "\n".join(lines)
 

@@ -349,7 +349,9 @@ class PPO:
             events = info.get("events", {})
             episode, finished = jax.vmap(jax.vmap(M.accumulator_step))(
                 ts.episode, reward, {k: events[k] for k in self.event_keys()}, done)
-            sums = _add_finished(sums, finished, done)
+            # Episode metrics are computed only on steps where some episode ended.
+            sums = jax.lax.cond(jnp.any(done), _add_finished, lambda s, *_: s,
+                                sums, finished, done)
             transition = {
                 "obs": jax.tree.map(self.to_agents, ts.obs), "start": self.per_agent(ts.start),
                 "action": action, "logits": logits, "value": value,
