@@ -39,7 +39,6 @@ import jax.numpy as jnp
 import numpy as np
 
 Params = dict[str, Any]
-UNROLL = 1
 Carry = tuple  # (c, h) or () for a feed-forward network
 
 
@@ -346,7 +345,7 @@ def unroll(cfg: NetConfig, params: Params, obs: dict[str, jax.Array], carry: Car
 
         _, hs = jax.lax.scan(body, carry, (jnp.moveaxis(gates_x, 2, 0),
                                            jnp.moveaxis(jnp.broadcast_to(starts, (p, b, length)),
-                                                        2, 0)), unroll=UNROLL)
+                                                        2, 0)))
         x = jnp.moveaxis(hs, 0, 2).reshape(p, b * length, -1)
     logits, value = heads(params, x)
     return logits.reshape(p, b, length, -1), value.reshape(p, b, length)
