@@ -263,10 +263,12 @@ def _linear(layer: Params, x: jax.Array) -> jax.Array:
     return jnp.einsum("pmi,pio->pmo", x, layer["kernel"]) + layer["bias"][:, None, :]
 
 
-def encode(cfg: NetConfig, params: Params, obs: dict[str, jax.Array]) -> jax.Array:
-    """Torso before the LSTM: obs leaves [P, M, ...] → features float32[P, M, D].
+def conv_features(cfg: NetConfig, params: Params, obs: dict[str, jax.Array]) -> jax.Array:
+    """The convolution's output, flattened: obs leaves [P, M, ...] → float32[P, M, D].
 
-    ``rgb`` is divided by 255 (folded into the conv kernel, the same linear map).
+    ``rgb`` is divided by 255 (folded into the conv kernel, the same linear map); vector
+    observations pass through flattened. Motives with their own towers on the shared
+    convolution (the MOA) start from these features.
     """
     name = input_key(obs)
     x = obs[name]
@@ -274,10 +276,21 @@ def encode(cfg: NetConfig, params: Params, obs: dict[str, jax.Array]) -> jax.Arr
     if name == "rgb":
         kernel = params["conv"]["kernel"] / 255.0
         x = conv_relu(cfg.resolved_conv_impl(), x, kernel, params["conv"]["bias"])
-    x = x.reshape(p, m, -1).astype(jnp.float32)
-    for i in range(len(cfg.hidden_sizes)):
-        x = jnp.tanh(_linear(params[f"mlp_{i}"], x))
+    return x.reshape(p, m, -1).astype(jnp.float32)
+
+
+def mlp(params: Params, x: jax.Array, prefix: str = "mlp", layers: int | None = None):
+    """The tanh MLP layers ``{prefix}_0, {prefix}_1, …`` on x [P, M, D]."""
+    i = 0
+    while f"{prefix}_{i}" in params and (layers is None or i < layers):
+        x = jnp.tanh(_linear(params[f"{prefix}_{i}"], x))
+        i += 1
     return x
+
+
+def encode(cfg: NetConfig, params: Params, obs: dict[str, jax.Array]) -> jax.Array:
+    """Torso before the LSTM: obs leaves [P, M, ...] → features float32[P, M, D]."""
+    return mlp(params, conv_features(cfg, params, obs), layers=len(cfg.hidden_sizes))
 
 
 def lstm_input(params: Params, x: jax.Array) -> jax.Array:
@@ -325,16 +338,18 @@ def step(cfg: NetConfig, params: Params, obs: dict[str, jax.Array], carry: Carry
 
 
 def unroll(cfg: NetConfig, params: Params, obs: dict[str, jax.Array], carry: Carry,
-           starts: jax.Array) -> tuple[jax.Array, jax.Array]:
+           starts: jax.Array, return_features: bool = False):
     """Sequences: obs leaves [P, B, L, ...], initial carry [P, B, H], starts bool [P, B, L].
 
     The torso and the LSTM input projection run on all P·B·L steps at once; only the
-    recurrence is a scan over L. Returns logits [P, B, L, A] and values [P, B, L].
+    recurrence is a scan over L. Returns logits [P, B, L, A] and values [P, B, L] (and, with
+    ``return_features``, the conv features [P, B·L, D]).
     """
     name = input_key(obs)
     p, b, length = obs[name].shape[:3]
     flat = {k: v.reshape((p, b * length) + v.shape[3:]) for k, v in obs.items()}
-    x = encode(cfg, params, flat)
+    features = conv_features(cfg, params, flat)
+    x = mlp(params, features, layers=len(cfg.hidden_sizes))
     if cfg.recurrent:
         gates_x = lstm_input(params, x).reshape(p, b, length, -1)
 
@@ -348,4 +363,5 @@ def unroll(cfg: NetConfig, params: Params, obs: dict[str, jax.Array], carry: Car
                                                         2, 0)))
         x = jnp.moveaxis(hs, 0, 2).reshape(p, b * length, -1)
     logits, value = heads(params, x)
-    return logits.reshape(p, b, length, -1), value.reshape(p, b, length)
+    out = logits.reshape(p, b, length, -1), value.reshape(p, b, length)
+    return (*out, features) if return_features else out

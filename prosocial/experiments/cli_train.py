@@ -33,7 +33,10 @@ def parse_train_args(argv: list[str]) -> tuple[TrainConfig, Path, bool, bool]:
     pre.add_argument("--resume", type=Path, default=None)
     pre.add_argument("--out", type=Path, default=None)
     pre.add_argument("--no-progress", action="store_true")
+    pre.add_argument("--motive", default=None, help="alias of --motive.name")
     known, rest = pre.parse_known_args(argv)
+    if known.motive is not None:
+        rest = ["--motive.name", known.motive, *rest]
     if "-h" in rest or "--help" in rest:
         print("prosocial train [--preset NAME] [--out DIR] [--resume DIR] [--no-progress] "
               "[config flags]\n\npresets: " + ", ".join(sorted(PRESETS)) + "\n")

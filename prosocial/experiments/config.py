@@ -17,6 +17,7 @@ import tyro
 
 from prosocial.envs.registry import list_envs
 from prosocial.learners.ppo import PPOConfig
+from prosocial.motives.config import MotiveConfig
 from prosocial.nets import NetConfig
 
 
@@ -46,6 +47,8 @@ class TrainConfig:
     """Steps of the evaluation episode rendered to ``episode.gif`` at the end (0: none)."""
     ppo: Annotated[PPOConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=PPOConfig)
     """The learner."""
+    motive: MotiveConfig = field(default_factory=MotiveConfig)
+    """The social motive (``--motive ia --motive.beta 0.05``)."""
 
     def __post_init__(self):
         if self.env not in list_envs():
@@ -60,6 +63,7 @@ class TrainConfig:
             raise ValueError(f"gif_steps must be an integer ≥ 0, got {self.gif_steps!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        self.motive.build()  # validates the motive's values
 
     @property
     def num_iterations(self) -> int:
@@ -77,9 +81,9 @@ def _quick() -> TrainConfig:
     """A short demonstration: Harvest with 5 agents and 100-step episodes; a few minutes on
     a 2-core CPU, long enough for the agents to stop wasting steps on beams and eat."""
     return TrainConfig(
-        env="harvest", num_agents=5, max_steps=100, total_steps=400_000, num_seeds=1,
+        env="harvest", num_agents=5, max_steps=100, total_steps=200_000, num_seeds=1,
         checkpoint_every=25, gif_steps=100,
-        ppo=PPOConfig(num_envs=32, num_steps=100, num_epochs=4, num_minibatches=4,
+        ppo=PPOConfig(num_envs=16, num_steps=100, num_epochs=4, num_minibatches=4,
                       lr=1e-3, ent_coef=0.01, gae_lambda=0.95, max_grad_norm=0.5,
                       net=NetConfig(lstm_size=128)))
 
@@ -100,10 +104,48 @@ def _ssd_ppo(env: str, entropy: float, lr_start: float, lr_end: float) -> TrainC
                       ref_horizon_is_terminal=True, net=NetConfig(lstm_size=128)))
 
 
+def _with_motive(base: TrainConfig, motive: MotiveConfig, **changes) -> TrainConfig:
+    ppo_changes = {k: changes.pop(k) for k in list(changes) if k in ("num_envs", "ent_coef",
+                                                                     "lr_schedule")}
+    return dataclasses.replace(base, motive=motive, ppo=dataclasses.replace(base.ppo,
+                                                                            **ppo_changes),
+                               **changes)
+
+
+def _ia(env: str, budget: int) -> TrainConfig:
+    """[EMUREL]'s advantageous inequity aversion with PPO (specs §8.6 ``emurel/*/ia``):
+    the SSD PPO baseline of the game with α = 0, β = 0.05, γλ = 0.81."""
+    base = PRESETS[f"{env}-baseline"]()
+    return _with_motive(base, MotiveConfig(name="ia", alpha=0.0, beta=0.05),
+                        total_steps=budget)
+
+
+def _si(env: str) -> TrainConfig:
+    """SSD's MOA run scripts (specs §8.5): 6 workers × 32 envs (batch 192 000, minibatch
+    48 000), the game's entropy and lr schedule, MOA loss weight and influence weight, the
+    influence schedule 0 → 0, 1e7 → 0, 1e8 → 1, 3e8 → 0.5, clip 10, KL, visibility on;
+    4 seeds."""
+    base = PRESETS[f"{env}-baseline"]()
+    if env == "cleanup":
+        motive = MotiveConfig(name="si", moa_loss_weight=0.06663557,
+                              influence_reward_weight=1.0)
+        entropy, schedule = 0.00176, ((0, 0.00126), (2e7, 0.000012))
+    else:
+        motive = MotiveConfig(name="si", moa_loss_weight=0.091650628,
+                              influence_reward_weight=2.521)
+        entropy, schedule = 0.00223, ((0, 0.0012), (2e7, 0.000044))
+    return _with_motive(base, motive, num_envs=192, ent_coef=entropy, lr_schedule=schedule,
+                        num_seeds=4)
+
+
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "quick": _quick,
     "harvest-baseline": lambda: _ssd_ppo("harvest", 0.000687, 0.00136, 0.000028),
     "cleanup-baseline": lambda: _ssd_ppo("cleanup", 0.00176, 0.00126, 0.000012),
+    "harvest-ia": lambda: _ia("harvest", 100_000_000),
+    "cleanup-ia": lambda: _ia("cleanup", 500_000_000),
+    "harvest-si": lambda: _si("harvest"),
+    "cleanup-si": lambda: _si("cleanup"),
 }
 
 
@@ -127,7 +169,8 @@ def from_dict(data: Mapping[str, Any]) -> TrainConfig:
     ppo = dict(data.pop("ppo", {}))
     net = NetConfig(**_tuples(ppo.pop("net", {})))
     ppo_cfg = PPOConfig(**_tuples(ppo), net=net)
-    return TrainConfig(**data, ppo=ppo_cfg)
+    motive = MotiveConfig(**_tuples(data.pop("motive", {})))
+    return TrainConfig(**data, ppo=ppo_cfg, motive=motive)
 
 
 def _tuples(d: Mapping[str, Any]) -> dict[str, Any]:

@@ -34,13 +34,14 @@ from prosocial.learners.ppo import PPO
 
 # Config keys that may change when a run is resumed (a longer budget, a different cadence).
 MUTABLE_ON_RESUME = ("total_steps", "checkpoint_every", "keep_checkpoints", "gif_steps")
-PLOTTED = ("collective_return", "returns", "equality", "sustainability_time", "peace")
+PLOTTED = ("collective_return", "returns", "intrinsic_return", "equality",
+           "sustainability_time", "peace", "moa_accuracy")
 
 
 def build(cfg: TrainConfig) -> PPO:
     """The environment and learner of a config (nothing compiled yet)."""
     env = make(cfg.env, **cfg.env_kwargs())
-    return PPO(cfg.ppo, env, num_seeds=cfg.num_seeds)
+    return PPO(cfg.ppo, env, num_seeds=cfg.num_seeds, motive=cfg.motive.build())
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import distrax
@@ -44,6 +45,13 @@ from flax import struct
 from prosocial import metrics as M
 from prosocial import nets
 from prosocial.envs.core import AutoReset, Env
+from prosocial.motives.base import (
+    Motive,
+    Rollout,
+    finished_episode_sums,
+    to_agent_major,
+    to_env_major,
+)
 
 
 @dataclass(frozen=True)
@@ -234,6 +242,10 @@ class TrainState:
     key: jax.Array  # [S]
     env_steps: jax.Array  # int, per seed
     update: jax.Array  # int, iterations done
+    motive_params: Any = ()  # [P, ...] a learned motive's model
+    motive_opt_state: Any = ()
+    motive_carry: Any = ()  # carried from rollout to rollout
+    intrinsic_running: Any = ()  # [S, E, N] intrinsic return of the current episodes
 
 
 class PPO:
@@ -245,7 +257,8 @@ class PPO:
     means over the episodes that ended in the iteration, NaN if none did).
     """
 
-    def __init__(self, cfg: PPOConfig, env: Env, num_seeds: int = 1):
+    def __init__(self, cfg: PPOConfig, env: Env, num_seeds: int = 1,
+                 motive: Motive | None = None):
         if isinstance(num_seeds, bool) or int(num_seeds) != num_seeds or num_seeds < 1:
             raise ValueError(f"num_seeds must be a positive integer, got {num_seeds!r}")
         self.cfg = cfg
@@ -257,10 +270,12 @@ class PPO:
         self.tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
                               optax.scale_by_adam(eps=cfg.adam_eps))
         self._event_keys = None
+        self.motive = motive if motive is not None else Motive()
+        self.motive.check(env, self.event_keys())
         self._collect = jax.jit(self._collect_impl, donate_argnums=0)
         self._prepare = jax.jit(self._prepare_impl)
         self._minibatch = jax.jit(self._minibatch_impl, donate_argnums=(0, 1))
-        self._update_all = jax.jit(self._update_all_impl, donate_argnums=0)
+        self._update_all = jax.jit(self._update_all_impl, donate_argnums=(0, 1))
 
     # --- layout helpers ------------------------------------------------------------------
 
@@ -297,7 +312,7 @@ class PPO:
     def init(self, key: jax.Array) -> TrainState:
         cfg = self.cfg
         s, e, n = self.num_seeds, cfg.num_envs, self.num_agents
-        k_param, k_env, k_run = jax.random.split(key, 3)
+        k_param, k_env, k_run, k_motive = jax.random.split(key, 4)
         params = nets.init_stacked(cfg.net, k_param, self.env.observation_space,
                                    self.num_actions, (s * n,))
         opt_state = jax.vmap(self.tx.init)(params)
@@ -311,7 +326,13 @@ class PPO:
             env_state=env_state, obs=obs, start=jnp.ones((s, e), bool),
             carry=nets.initial_carry(cfg.net, (s * n, e)), episode=episode,
             key=jax.random.split(k_run, s), env_steps=jnp.zeros((), jnp.int32),
-            update=jnp.zeros((), jnp.int32))
+            update=jnp.zeros((), jnp.int32),
+            motive_carry=self.motive.init_carry(s, e, n),
+            intrinsic_running=jnp.zeros((s, e, n), jnp.float32))
+        if self.motive.learned:
+            mparams = self.motive.init_params(k_motive, self.env, s * n, cfg.net)
+            state = state.replace(motive_params=mparams,
+                                  motive_opt_state=jax.vmap(self.tx.init)(mparams))
         # Leaves built from one zeros array share a buffer, which donation rejects.
         return jax.tree.map(jnp.copy, state)
 
@@ -414,10 +435,30 @@ class PPO:
 
     # --- learning ------------------------------------------------------------------------
 
-    def _prepare_impl(self, traj, h0, last_value):
-        """Advantages and the sequence layout [P, chunks·E, L, ...] of a rollout."""
+    def _prepare_impl(self, ts: TrainState, traj, h0, last_value):
+        """Intrinsic rewards, advantages and the sequence layout [P, chunks·E, L, ...] of a
+        rollout. Returns the batch, the chunks' initial LSTM states, the state with the
+        motive's carry advanced, and the motive's metrics."""
         cfg = self.cfg
-        rewards = traj["reward"]
+        s = self.num_seeds
+        env_major = partial(to_env_major, num_seeds=s)
+        first_agent = lambda x: env_major(x)[..., 0]  # noqa: E731 (per-env flags)
+        done = traj["terminated"] | traj["truncated"]
+        rollout = Rollout(
+            obs=jax.tree.map(env_major, traj["obs"]), action=env_major(traj["action"]),
+            logits=env_major(traj["logits"]), reward=env_major(traj["reward"]),
+            start=first_agent(traj["start"]), done=first_agent(done),
+            events={k: env_major(v) for k, v in traj["events"].items()},
+            env_steps=ts.env_steps - cfg.steps_per_iteration)
+        motive_carry, intrinsic, diagnostics, extras = self.motive.intrinsic(
+            ts.motive_params, ts.motive_carry, rollout, ts.params)
+        running, intrinsic_return = finished_episode_sums(
+            ts.intrinsic_running, intrinsic, rollout.start, rollout.done)
+        ts = ts.replace(motive_carry=motive_carry, intrinsic_running=running)
+        metrics = dict(diagnostics)
+        if self.motive.name != "none":
+            metrics["intrinsic_return"] = intrinsic_return
+        rewards = traj["reward"] + to_agent_major(intrinsic)
         values = traj["value"]
         next_values = jnp.concatenate([values[1:], last_value[None]])
         trunc = traj["truncated"]
@@ -434,14 +475,20 @@ class PPO:
             adv_norm = (adv - mean) / (std + 1e-8)
         else:
             adv_norm = adv
+        motive_carry0 = extras.pop("initial_carry", ())
         batch = {"obs": traj["obs"], "start": traj["start"], "action": traj["action"],
                  "logits": traj["logits"], "value": values, "returns": returns,
-                 "advantages": adv_norm,
-                 "mask": jnp.ones(values.shape, bool)}
+                 "advantages": adv_norm, "mask": jnp.ones(values.shape, bool),
+                 "motive": extras}
         batch = jax.tree.map(self._to_sequences, batch)
-        carry0 = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1).reshape(
-            (self.num_params, -1) + x.shape[3:]), h0)
-        return batch, carry0
+        carry0 = jax.tree.map(self._chunk_starts, h0)
+        motive_carry0 = jax.tree.map(
+            lambda x: self._chunk_starts(x[::cfg.seq_len]), motive_carry0)
+        return batch, (carry0, motive_carry0), ts, metrics
+
+    def _chunk_starts(self, x):
+        """Per-chunk initial states [chunks, P, E, ...] → [P, chunks·E, ...]."""
+        return jnp.swapaxes(x, 0, 1).reshape((self.num_params, -1) + x.shape[3:])
 
     def _to_sequences(self, x):
         """[T, P, E, ...] → [P, chunks·E, L, ...], padding time to chunks·L with zeros."""
@@ -453,18 +500,39 @@ class PPO:
         x = jnp.moveaxis(x, (0, 1, 2, 3), (1, 3, 0, 2))  # [P, C, E, L, ...]
         return x.reshape((x.shape[0], -1) + x.shape[3:])
 
-    def _loss(self, params, mb, carry0, kl_coef):
-        logits, values = nets.unroll(self.cfg.net, params, mb["obs"], carry0, mb["start"])
-        return ppo_loss(self.cfg, logits, values, mb, mb["advantages"], kl_coef)
+    def _loss(self, learned, mb, carry0, kl_coef):
+        params, motive_params = learned
+        policy_carry0, motive_carry0 = carry0
+        if not self.motive.learned:
+            logits, values = nets.unroll(self.cfg.net, params, mb["obs"], policy_carry0,
+                                         mb["start"])
+            return ppo_loss(self.cfg, logits, values, mb, mb["advantages"], kl_coef)
+        logits, values, features = nets.unroll(self.cfg.net, params, mb["obs"], policy_carry0,
+                                               mb["start"], return_features=True)
+        total, terms = ppo_loss(self.cfg, logits, values, mb, mb["advantages"], kl_coef)
+        motive_loss, motive_terms = self.motive.loss(
+            motive_params, params, dict(mb["motive"], initial_carry=motive_carry0,
+                                        action=mb["action"], mask=mb["mask"]),
+            features, mb["start"])
+        return total + motive_loss, {**terms, **motive_terms}
 
-    def _minibatch_impl(self, params, opt_state, batch, carry0, idx, kl_coef, lr):
+    def _minibatch_impl(self, learned, opt_states, batch, carry0, idx, kl_coef, lr):
+        """One gradient step of the policies (and a learned motive's model) on the
+        sequences ``idx``. ``learned`` = (params, motive params), ``opt_states`` alike."""
         mb = jax.tree.map(lambda x: jnp.take(x, idx, axis=1), batch)
         c0 = jax.tree.map(lambda x: jnp.take(x, idx, axis=1), carry0)
-        grads, terms = jax.grad(self._loss, has_aux=True)(params, mb, c0, kl_coef)
-        updates, opt_state = jax.vmap(self.tx.update)(grads, opt_state, params)
-        params = jax.tree.map(
-            lambda p, u: p - lr.reshape((-1,) + (1,) * (u.ndim - 1)) * u, params, updates)
-        return params, opt_state, terms
+        grads, terms = jax.grad(self._loss, has_aux=True)(learned, mb, c0, kl_coef)
+        new_learned, new_opt = [], []
+        for g, o, p in zip(grads, opt_states, learned, strict=True):
+            if not jax.tree.leaves(p):
+                new_learned.append(p)
+                new_opt.append(o)
+                continue
+            updates, o = jax.vmap(self.tx.update)(g, o, p)
+            new_learned.append(jax.tree.map(
+                lambda x, u: x - lr.reshape((-1,) + (1,) * (u.ndim - 1)) * u, p, updates))
+            new_opt.append(o)
+        return tuple(new_learned), tuple(new_opt), terms
 
     def _permutations(self, key):
         """Sequence indices for every epoch's minibatches: [epochs, minibatches, B]."""
@@ -473,19 +541,19 @@ class PPO:
         perms = jax.vmap(lambda k: jax.random.permutation(k, cfg.num_sequences))(keys)
         return perms.reshape(cfg.num_epochs, cfg.num_minibatches, -1)
 
-    def _update_all_impl(self, ts: TrainState, batch, carry0, key, lr):
+    def _update_all_impl(self, learned, opt_states, batch, carry0, key, kl_coef, lr):
         def body(carry, idx):
-            params, opt_state = carry
-            params, opt_state, terms = self._minibatch_impl(
-                params, opt_state, batch, carry0, idx, ts.kl_coef, lr)
-            return (params, opt_state), terms
+            learned, opt_states = carry
+            learned, opt_states, terms = self._minibatch_impl(
+                learned, opt_states, batch, carry0, idx, kl_coef, lr)
+            return (learned, opt_states), terms
 
         idx = self._permutations(key).reshape(-1, self.cfg.num_sequences
                                               // self.cfg.num_minibatches)
-        (params, opt_state), terms = jax.lax.scan(body, (ts.params, ts.opt_state), idx)
+        (learned, opt_states), terms = jax.lax.scan(body, (learned, opt_states), idx)
         terms = jax.tree.map(lambda x: x.reshape((self.cfg.num_epochs, -1) + x.shape[1:]),
                              terms)
-        return ts.replace(params=params, opt_state=opt_state), terms
+        return learned, opt_states, terms
 
     def _adapt_kl(self, kl_coef, kl):
         cfg = self.cfg
@@ -497,22 +565,26 @@ class PPO:
         cfg = self.cfg
         lr = learning_rate(cfg, ts.env_steps)  # before this batch's steps, as RLlib
         ts, traj, h0, last_value, episode = self._collect(ts)
-        batch, carry0 = self._prepare(traj, h0, last_value)
+        batch, carry0, ts, motive_metrics = self._prepare(ts, traj, h0, last_value)
         key, ts = self._split_update_key(ts)
         lr_p = jnp.full((self.num_params,), lr, jnp.float32)
+        learned = (ts.params, ts.motive_params)
+        opt_states = (ts.opt_state, ts.motive_opt_state)
         if cfg.resolved_loop() == "scan":
-            ts, terms = self._update_all(ts, batch, carry0, key, lr_p)
+            learned, opt_states, terms = self._update_all(
+                learned, opt_states, batch, carry0, key, ts.kl_coef, lr_p)
         else:
             perms = np.asarray(self._permutations(key))
-            params, opt_state, per_mb = ts.params, ts.opt_state, []
+            per_mb = []
             for epoch in perms:
                 for idx in epoch:
-                    params, opt_state, t = self._minibatch(
-                        params, opt_state, batch, carry0, jnp.asarray(idx), ts.kl_coef, lr_p)
+                    learned, opt_states, t = self._minibatch(
+                        learned, opt_states, batch, carry0, jnp.asarray(idx), ts.kl_coef, lr_p)
                     per_mb.append(t)
-            ts = ts.replace(params=params, opt_state=opt_state)
             terms = jax.tree.map(lambda *xs: jnp.stack(xs).reshape(
                 (cfg.num_epochs, cfg.num_minibatches) + xs[0].shape), *per_mb)
+        ts = ts.replace(params=learned[0], motive_params=learned[1],
+                        opt_state=opt_states[0], motive_opt_state=opt_states[1])
         last_epoch = jax.tree.map(lambda x: x[-1].mean(axis=0), terms)  # [P]
         metrics = {k: self._seed_mean(v) for k, v in last_epoch.items()}
         metrics["kl_coef"] = self._seed_mean(ts.kl_coef)
@@ -520,6 +592,7 @@ class PPO:
         ts = ts.replace(kl_coef=self._adapt_kl(ts.kl_coef, last_epoch["kl"]),
                         update=ts.update + 1)
         metrics.update(episode)
+        metrics.update(motive_metrics)
         return ts, metrics
 
     def _split_update_key(self, ts):

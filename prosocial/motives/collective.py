@@ -10,6 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from prosocial.motives.base import Motive
+
 
 def collective_reward(rewards) -> jax.Array:
     """Each agent's learning reward is the sum of all agents' rewards.
@@ -26,3 +28,14 @@ def collective_reward(rewards) -> jax.Array:
             f"collective_reward: rewards must have shape [..., N], got a scalar {rewards.shape}"
         )
     return jnp.broadcast_to(rewards.sum(-1, keepdims=True), rewards.shape)
+
+
+class CollectiveReward(Motive):
+    """Every agent learns from the sum of all agents' rewards (specs.md §9.2); the intrinsic
+    part is the other agents' rewards."""
+
+    name = "collective"
+
+    def intrinsic(self, params, carry, rollout, policy_params):
+        intrinsic = collective_reward(rollout.reward) - rollout.reward
+        return carry, intrinsic, {}, {}

@@ -22,6 +22,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from prosocial.motives.base import Motive
+
 
 def _as_float(x) -> jax.Array:
     x = jnp.asarray(x)
@@ -118,3 +120,38 @@ def inequity_aversion(smoothed, alpha, beta) -> jax.Array:
     envy = jnp.maximum(gap, 0.0).sum(-1)
     guilt = jnp.maximum(-gap, 0.0).sum(-1)
     return -(alpha * envy + beta * guilt) / (n - 1)
+
+
+class InequityAversion(Motive):
+    """Inequity aversion as a motive (specs.md §9.3): the intrinsic reward of agent i is
+    :func:`inequity_aversion` of the smoothed extrinsic rewards (``smoothed=True``, the
+    papers' form, trace decay γλ restarting every episode) or of the step's rewards
+    (``smoothed=False``, the instantaneous variant). The trace is carried across rollouts."""
+
+    name = "ia"
+
+    def __init__(self, alpha: float = 0.0, beta: float = 0.05, gamma: float = 0.9,
+                 lam: float = 0.9, smoothed: bool = True):
+        for label, value in (("alpha", alpha), ("beta", beta)):
+            if not value >= 0:
+                raise ValueError(f"motive.{label} must be ≥ 0, got {value!r}")
+        for label, value in (("ia_gamma", gamma), ("ia_lambda", lam)):
+            if not 0 <= value <= 1:
+                raise ValueError(f"motive.{label} must be in [0, 1], got {value!r}")
+        self.alpha, self.beta, self.gamma_lambda = alpha, beta, gamma * lam
+        self.smoothed = smoothed
+
+    def init_carry(self, num_seeds, num_envs, num_agents):
+        return jnp.zeros((num_seeds, num_envs, num_agents), jnp.float32)
+
+    def intrinsic(self, params, carry, rollout, policy_params):
+        rewards = rollout.reward
+        if self.smoothed:
+            # The carried trace belongs to the previous episode where step 0 starts one.
+            initial = jnp.where(rollout.start[0][..., None], 0.0, carry)
+            w = smooth_rewards(rewards, self.gamma_lambda, initial, rollout.done)
+            carry = w[-1]
+        else:
+            w = rewards
+        u = inequity_aversion(w, self.alpha, self.beta)
+        return carry, u, {"inequity_aversion_reward": u.mean(axis=(0, 2))}, {}
