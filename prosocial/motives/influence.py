@@ -1,0 +1,263 @@
+"""Social influence with a model of other agents (SI / MOA; specs.md §9.4).
+
+Each agent owns a MOA: a tower (Dense 32 tanh, Dense 32 tanh) on the policy's shared
+convolution features, an LSTM (128) whose input at step t is the tower output for o_t and
+the one-hot actions of all N agents at t (own first, then the others in increasing index),
+and a Dense head predicting the other agents' actions at t + 1 ((N − 1)·|A| logits).
+
+Influence of agent k's action a_t (the value SSD computes at t + 1 and shifts back to t):
+
+1. for every own action a' the MOA steps from the same state with the own-action slot set to
+   a' → c(a'); as the input projection is linear, this is one gate offset per a';
+2. p_j = softmax(c(a_t))_j, the prediction given the action taken;
+3. m_j = Σ_a' π(a' | o_t)·softmax(c(a'))_j, renormalised — the marginal over the agent's own
+   policy at t;
+4. c_t = Σ_j v_j·D(p_j ‖ m_j), D = KL (or Jensen–Shannon), v_j = 1 if j was visible in o_t;
+5. r_t = w(t_env)·clip(c_t, −clip, clip), w = ``influence_reward_weight`` × the piecewise
+   linear schedule; 0 on the last step of an episode (its next actions belong to another
+   episode); a rollout with any non-finite influence gets none.
+
+MOA loss: softmax cross-entropy between the prediction from step t and the others' actions
+at t + 1, counted where the other agent is visible at t + 1 (``train_moa_only_when_visible``),
+averaged over counted entries, times ``moa_loss_weight``. Our MOA trains from live outputs;
+``ref_aux_losses_detached`` keeps it frozen at init as the reference's did (B-01).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prosocial import nets
+from prosocial.motives.base import Motive, to_agent_major, to_env_major
+
+
+def influence_weight(knots, weight: float, env_steps) -> jax.Array:
+    """``weight`` × the schedule's multiplier at ``env_steps`` (piecewise linear, held)."""
+    xs = jnp.asarray([a for a, _ in knots], jnp.float32)
+    ys = jnp.asarray([b for _, b in knots], jnp.float32)
+    return weight * jnp.interp(jnp.asarray(env_steps, jnp.float32), xs, ys)
+
+
+def influence(cond_logits: jax.Array, policy_logits: jax.Array, action: jax.Array,
+              visible: jax.Array, divergence: str = "kl") -> jax.Array:
+    """Causal influence of the taken action on the others' predicted actions (steps 2–4).
+
+    Args:
+      cond_logits: ``[..., A, N−1, A]``, the MOA's logits for the others given each own
+        counterfactual action a' (leading A axis).
+      policy_logits: ``[..., A]``, the agent's own policy at the step.
+      action: int ``[...]``, the action taken.
+      visible: ``[..., N−1]`` weights v_j (1 visible, 0 not).
+
+    Returns:
+      ``[...]``: Σ_j v_j·D(p_j ‖ m_j).
+    """
+    probs = jax.nn.softmax(cond_logits, axis=-1)  # [..., A', N-1, A]
+    pi = jax.nn.softmax(policy_logits, axis=-1)
+    marginal = jnp.einsum("...a,...ajb->...jb", pi, probs)
+    marginal = marginal / marginal.sum(axis=-1, keepdims=True)
+    p = jnp.take_along_axis(probs, action[..., None, None, None], axis=-3)[..., 0, :, :]
+    if divergence == "kl":
+        div = _kl(p, marginal)
+    elif divergence == "js":
+        mid = 0.5 * (p + marginal)
+        div = 0.5 * _kl(p, mid) + 0.5 * _kl(marginal, mid)
+    else:
+        raise ValueError(f"unknown divergence {divergence!r}; use 'kl' or 'js'")
+    return jnp.sum(visible.astype(div.dtype) * div, axis=-1)
+
+
+def _kl(p, q):
+    return jnp.sum(jnp.where(p > 0, p * (jnp.log(jnp.where(p > 0, p, 1.0)) - jnp.log(q)), 0.0),
+                   axis=-1)
+
+
+class SocialInfluence(Motive):
+    """The SI motive; ``cfg`` is a :class:`prosocial.motives.config.MotiveConfig`."""
+
+    name = "si"
+    learned = True
+
+    def __init__(self, cfg):
+        if not cfg.moa_lstm_size >= 1 or any(h < 1 for h in cfg.moa_hidden_sizes):
+            raise ValueError("motive.moa_lstm_size and moa_hidden_sizes must be positive")
+        for label in ("moa_loss_weight", "influence_reward_weight", "influence_reward_clip"):
+            if not getattr(cfg, label) >= 0:
+                raise ValueError(f"motive.{label} must be ≥ 0, got {getattr(cfg, label)!r}")
+        steps = [a for a, _ in cfg.influence_schedule]
+        if not steps or any(b < a for a, b in zip(steps, steps[1:], strict=False)):
+            raise ValueError("motive.influence_schedule needs non-decreasing env-step knots, "
+                             f"got {cfg.influence_schedule}")
+        self.cfg = cfg
+        self.net_cfg = None
+
+    def check(self, env, event_keys):
+        super().check(env, event_keys)
+        missing = {"rgb", "visible"} - set(env.observation_space.spaces)
+        if missing:
+            raise ValueError(f"motive 'si' needs observations {sorted(missing)}, which "
+                             f"{env.env_id} does not give")
+        self.num_agents, self.num_actions = env.num_agents, env.num_actions
+        n = env.num_agents
+        self.own_first = np.array([[i] + [j for j in range(n) if j != i] for i in range(n)])
+
+    # --- model ---------------------------------------------------------------------------
+
+    def init_params(self, key, env, num_params, net_cfg):
+        self.net_cfg = net_cfg
+        shape = env.observation_space.spaces["rgb"].shape
+        k = net_cfg.conv_kernel
+        width = (shape[0] - k + 1) * (shape[1] - k + 1) * net_cfg.conv_filters
+        n, a, h = self.num_agents, self.num_actions, self.cfg.moa_lstm_size
+
+        def one(key):
+            keys = iter(jax.random.split(key, len(self.cfg.moa_hidden_sizes) + 3))
+            params, d = {}, width
+            for i, size in enumerate(self.cfg.moa_hidden_sizes):
+                params[f"moa_{i}"] = nets._dense(next(keys), d, size, net_cfg.hidden_init_scale)
+                d = size
+            bias = jnp.zeros((4 * h,), jnp.float32).at[h:2 * h].set(1.0)
+            params["lstm"] = {
+                "input_kernel": jax.nn.initializers.glorot_uniform()(
+                    next(keys), (d + n * a, 4 * h), jnp.float32),
+                "recurrent_kernel": jax.nn.initializers.orthogonal()(
+                    next(keys), (h, 4 * h), jnp.float32),
+                "bias": bias}
+            params["out"] = nets._dense(next(keys), h, (n - 1) * a, net_cfg.head_init_scale)
+            return params
+
+        return jax.vmap(one)(jax.random.split(key, num_params))
+
+    def init_carry(self, num_seeds, num_envs, num_agents):
+        h = self.cfg.moa_lstm_size
+        zeros = jnp.zeros((num_seeds * num_agents, num_envs, h), jnp.float32)
+        return (zeros, zeros)
+
+    def _gates_x(self, params, features, actions):
+        """Input gates of the MOA LSTM: features [P, M, D], own-first actions [P, M, N]."""
+        x = nets.mlp(params, features, prefix="moa")
+        onehot = jax.nn.one_hot(actions, self.num_actions).reshape(actions.shape[:-1] + (-1,))
+        x = jnp.concatenate([x, onehot], axis=-1)
+        kernel = params["lstm"]["input_kernel"]
+        return jnp.einsum("pmi,pig->pmg", x, kernel) + params["lstm"]["bias"][:, None]
+
+    def _own_action_rows(self, params):
+        """[P, A, 4H]: the input-kernel rows of the own-action one-hot slot."""
+        d = params["lstm"]["input_kernel"].shape[1] - self.num_agents * self.num_actions
+        return params["lstm"]["input_kernel"][:, d:d + self.num_actions]
+
+    def _predict(self, params, h):
+        """Logits of the others' next actions: h [P, ..., H] → [P, ..., N−1, A]."""
+        out = jnp.einsum("p...h,pho->p...o", h, params["out"]["kernel"])
+        out = out + params["out"]["bias"].reshape((out.shape[0],) + (1,) * (out.ndim - 2)
+                                                  + (-1,))
+        return out.reshape(out.shape[:-1] + (self.num_agents - 1, self.num_actions))
+
+    def _unroll(self, params, gates_x, carry, starts):
+        """MOA LSTM over time: gates_x [T, P, E, 4H], starts [T, P, E] → the states before
+        each step (after the episode-start reset) and the outputs."""
+
+        def body(c, x):
+            gx, st = x
+            c = nets.reset_carry(c, st)
+            new, h = nets.lstm_cell(params, c, gx)
+            return new, (c, h)
+
+        return jax.lax.scan(body, carry, (gates_x, starts))
+
+    # --- rewards -------------------------------------------------------------------------------
+
+    def _inputs(self, rollout, policy_params):
+        """Per-step MOA inputs in learner layout [T, P, E, ...]."""
+        t, s, e, n = rollout.action.shape
+        rgb = to_agent_major(rollout.obs["rgb"])  # [T, P, E, H, W, C]
+        flat = jnp.swapaxes(rgb, 0, 1).reshape((s * n, t * e) + rgb.shape[3:])
+        features = nets.conv_features(self.net_cfg, policy_params, {"rgb": flat})
+        own_first = to_agent_major(rollout.action[..., self.own_first])  # [T, P, E, N]
+        return features, own_first
+
+    def intrinsic(self, params, carry, rollout, policy_params):
+        cfg = self.cfg
+        t, s, e, n = rollout.action.shape
+        features, own_first = self._inputs(rollout, policy_params)
+        p = s * n
+        gates = self._gates_x(params, features,
+                              jnp.swapaxes(own_first, 0, 1).reshape(p, t * e, n))
+        gates = jnp.swapaxes(gates.reshape(p, t, e, -1), 0, 1)  # [T, P, E, 4H]
+        starts = to_agent_major(jnp.repeat(rollout.start[..., None], n, axis=-1))
+        visible = to_agent_major(rollout.obs["visible"])
+        if not cfg.influence_only_when_visible:
+            visible = jnp.ones_like(visible)
+        rows = self._own_action_rows(params)  # [P, A, 4H]
+        num_a = self.num_actions
+
+        def body(c, x):
+            gx, st, own, logits, vis = x
+            c = nets.reset_carry(c, st)
+            new, h = nets.lstm_cell(params, c, gx)
+            # Counterfactual own actions a': swap the own-action rows of the input projection.
+            base = gx - jnp.einsum("pea,pag->peg", jax.nn.one_hot(own, num_a), rows)
+            cf = base[:, :, None] + rows[:, None]  # [P, E, A, 4H]
+            c_cf = jax.tree.map(lambda v: jnp.repeat(v[:, :, None], num_a, axis=2), c)
+            flat = lambda v: v.reshape(p, -1, v.shape[-1])  # noqa: E731
+            _, h_cf = nets.lstm_cell(params, jax.tree.map(flat, c_cf), flat(cf))
+            cond = self._predict(params, h_cf.reshape(p, e, num_a, -1))  # [P, E, A, N-1, A]
+            infl = influence(cond, logits, own, vis, cfg.influence_divergence)
+            guess = jnp.argmax(self._predict(params, h), axis=-1)  # [P, E, N-1]
+            return new, (c, infl, guess)
+
+        own = own_first[..., 0]
+        policy_logits = to_agent_major(rollout.logits)
+        new_carry, (before, c, guess) = jax.lax.scan(
+            body, carry, (gates, starts, own, policy_logits, visible))
+        valid = ~to_agent_major(jnp.repeat(rollout.done[..., None], n, axis=-1))
+        c = jnp.where(valid, jnp.clip(c, -cfg.influence_reward_clip,
+                                      cfg.influence_reward_clip), 0.0)
+        c = jnp.where(jnp.all(jnp.isfinite(c)), c, 0.0)
+        weight = influence_weight(cfg.influence_schedule, cfg.influence_reward_weight,
+                                  rollout.env_steps)
+        reward = to_env_major(weight * c, s)
+
+        # Training targets: the others' actions and visibility at t + 1.
+        others = to_agent_major(rollout.action[..., self.own_first[:, 1:]])  # [T, P, E, N-1]
+        vis = to_agent_major(rollout.obs["visible"])  # the training mask ignores the flag
+        next_others = jnp.concatenate([others[1:], jnp.zeros_like(others[:1])])
+        next_visible = jnp.concatenate([vis[1:], jnp.zeros_like(vis[:1])])
+        if not cfg.train_moa_only_when_visible:
+            next_visible = jnp.where(jnp.arange(t)[:, None, None, None] < t - 1, 1, 0) \
+                * jnp.ones_like(next_visible)
+        next_visible = next_visible * valid[..., None]
+        hits = (guess == next_others).astype(jnp.float32)
+        w = next_visible.astype(jnp.float32)
+        per_agent = (hits * w).sum(axis=(0, 2, 3)) / jnp.maximum(w.sum(axis=(0, 2, 3)), 1.0)
+        diagnostics = {
+            "influence_reward": to_env_major(c, s).mean(axis=(0, 2)) * weight,
+            "influence_weight": jnp.full((s,), weight),
+            "moa_accuracy": per_agent.reshape(s, n).mean(axis=1),
+        }
+        extras = {"initial_carry": before, "own_first_actions": own_first,
+                  "next_others": next_others, "next_visible": next_visible}
+        return new_carry, reward, diagnostics, extras
+
+    # --- loss --------------------------------------------------------------------------------
+
+    def loss(self, params, policy_params, mb, features, starts):
+        p, b, length = starts.shape
+        gates = self._gates_x(params, features, mb["own_first_actions"].reshape(p, b * length,
+                                                                               -1))
+        gates = jnp.moveaxis(gates.reshape(p, b, length, -1), 2, 0)  # [L, P, B, 4H]
+        _, (_, outputs) = self._unroll(params, gates, mb["initial_carry"],
+                                       jnp.moveaxis(starts, 2, 0))
+        logits = self._predict(params, jnp.moveaxis(outputs, 1, 0))  # [P, L, B, N-1, A]
+        logits = jnp.swapaxes(logits, 1, 2)  # [P, B, L, N-1, A]
+        targets = mb["next_others"]
+        w = (mb["next_visible"] * mb["mask"][..., None]).astype(jnp.float32)
+        ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None],
+                                  axis=-1)[..., 0]
+        moa_loss = (ce * w).sum(axis=(1, 2, 3)) / jnp.maximum(w.sum(axis=(1, 2, 3)), 1.0)
+        total = self.cfg.moa_loss_weight * moa_loss.sum()
+        if self.cfg.ref_aux_losses_detached:
+            total = jax.lax.stop_gradient(total)
+        return total, {"moa_loss": moa_loss}
