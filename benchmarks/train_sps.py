@@ -1,6 +1,7 @@
 """End-to-end training throughput: env steps per second of PPO iterations (collect + update).
 
     python benchmarks/train_sps.py --env cleanup --num-agents 5 --num-envs 128 --num-steps 128
+    python benchmarks/train_sps.py ... --motive ia     # or si: the cost of a motive
 
 One iteration collects num_envs × num_steps env steps with the SSD network (conv 6@3×3 →
 32 → 32 → LSTM 128, one parameter set per agent) and updates on them (``--epochs`` ×
@@ -22,6 +23,7 @@ import jax
 def main(argv=None) -> None:
     from prosocial.envs.registry import make
     from prosocial.learners.ppo import PPO, PPOConfig
+    from prosocial.motives.config import MotiveConfig
     from prosocial.nets import NetConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,13 +39,16 @@ def main(argv=None) -> None:
     parser.add_argument("--num-seeds", type=int, default=1)
     parser.add_argument("--loop", default="auto", choices=["auto", "python", "scan"])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--motive", default="none", choices=["none", "collective", "ia", "si"],
+                        help="social motive (SI with its |A| counterfactual MOA steps)")
     args = parser.parse_args(argv)
 
     env = make(args.env, num_agents=args.num_agents)
     cfg = PPOConfig(num_envs=args.num_envs, num_steps=args.num_steps, num_epochs=args.epochs,
                     num_minibatches=args.minibatches, seq_len=args.seq_len, loop=args.loop,
                     net=NetConfig(lstm_size=args.lstm_size))
-    learner = PPO(cfg, env, num_seeds=args.num_seeds)
+    motive = MotiveConfig(name=args.motive, influence_schedule=((0, 1),)).build()
+    learner = PPO(cfg, env, num_seeds=args.num_seeds, motive=motive)
     state = learner.init(jax.random.PRNGKey(0))
     jax.block_until_ready(state)
     steps = cfg.steps_per_iteration * args.num_seeds
@@ -61,7 +66,8 @@ def main(argv=None) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{args.env}, {args.num_agents} agents, {args.num_seeds} seed(s) × {args.num_envs} "
           f"envs × {args.num_steps} steps, {args.epochs} epoch(s) × {args.minibatches} "
-          f"minibatches, seq_len {args.seq_len}, loop {cfg.resolved_loop()}, "
+          f"minibatches, seq_len {args.seq_len}, motive {args.motive}, "
+          f"loop {cfg.resolved_loop()}, "
           f"backend {jax.default_backend()}")
     print(f"first iteration (compile included): {first:.1f} s")
     print("iterations: " + ", ".join(f"{r:,.0f}" for r in rates) + " env steps/s")
