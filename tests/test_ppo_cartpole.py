@@ -15,15 +15,19 @@ solve it: 500 at the end in each of 6 seeds tried, the 20-iteration mean first �
 ~1×10⁵ env steps.
 """
 
+import dataclasses
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from prosocial import nets
 from prosocial.envs.adapters.gymnax import GymnaxEnv
 from prosocial.learners.ppo import PPO, PPOConfig
+
+pytest.importorskip("gymnax")
 
 TOTAL_STEPS = 500_000
 TARGET = 475.0
@@ -63,3 +67,48 @@ def test_ppo_solves_cartpole():
     final = np.nanmean(returns[-WINDOW:])
     assert final >= TARGET, (f"mean return of the last {WINDOW} iterations {final:.1f} < "
                              f"{TARGET} after {len(returns)} iterations")
+
+
+# --- the adapter (fast) ----------------------------------------------------------------------
+
+
+def test_gymnax_cartpole_time_limit_is_truncation():
+    env = GymnaxEnv("CartPole-v1", max_steps_in_episode=5)
+    assert env.num_agents == 1 and env.num_actions == 2 and env.max_steps == 5
+    step = jax.jit(env.step)
+    obs, state = env.reset(jax.random.PRNGKey(0))
+    for t in range(5):  # alternate pushes: the pole stays up for 5 steps
+        obs, state, reward, term, trunc, info = step(jax.random.PRNGKey(t), state,
+                                                     jnp.asarray([t % 2]))
+        assert obs["obs"].shape == (1, 4) and obs["obs"].dtype == jnp.float32
+        assert env.observation_space.contains({"obs": np.asarray(obs["obs"][0])})
+        np.testing.assert_array_equal(reward, [1.0])
+        assert info == {"events": {}}
+        assert not bool(term) and bool(trunc) == (t == 4), t
+
+
+def test_gymnax_cartpole_fall_is_termination():
+    env = GymnaxEnv("CartPole-v1")
+    assert env.max_steps == 500
+    step = jax.jit(env.step_state)
+    state = env.reset_state(jax.random.PRNGKey(0))
+    for t in range(100):  # always push right: the pole falls within ~10 steps
+        state, reward, term, trunc, _ = step(jax.random.PRNGKey(t), state, jnp.asarray([1]))
+        if bool(term):
+            break
+    assert bool(term) and not bool(trunc) and abs(float(state.theta)) > 0.2094
+    # a fall on the last allowed step is a termination only (the flags are exclusive)
+    last = dataclasses.replace(env.reset_state(jax.random.PRNGKey(1)), time=jnp.int32(499),
+                               theta=jnp.float32(0.2), theta_dot=jnp.float32(2.0))
+    _, _, term, trunc, _ = step(jax.random.PRNGKey(2), last, jnp.asarray([1]))
+    assert bool(term) and not bool(trunc)
+
+
+def test_gymnax_bad_input():
+    with pytest.raises(ValueError, match="unknown gymnax environment"):
+        GymnaxEnv("CartPole-v9")
+    with pytest.raises(ValueError, match="unknown gymnax parameters"):
+        GymnaxEnv("CartPole-v1", max_steps=10)
+    env = GymnaxEnv("CartPole-v1")
+    with pytest.raises(NotImplementedError, match="does not render"):
+        env.render(env.reset_state(jax.random.PRNGKey(0)))

@@ -259,7 +259,7 @@ def test_to_sequences_layout_and_padding():
      "3 × 7 = 21 sequences is not divisible by num_minibatches = 4"),
     ({"seq_len": 0}, "ppo.seq_len must be a positive integer"),
     ({"gamma": 1.5}, r"ppo.gamma must be in \[0, 1\]"),
-])
+], ids=["negative_lr", "minibatches", "seq_len_0", "gamma_1.5"])
 def test_ppo_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PPOConfig(**kwargs)
