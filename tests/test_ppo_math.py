@@ -77,6 +77,30 @@ def test_gae_truncation_and_termination():
     np.testing.assert_allclose(ret[:, 0], RET, atol=1e-5)
 
 
+@pytest.mark.parametrize("ref_terminal, expected", [
+    (False, ADV),
+    # RLlib's horizon (B-20): step 1 is terminal, δ1 = 0 − 1.0 = −1.0, Â0 = 1.4 + 0.45·(−1.0)
+    (True, [0.95, -1.0, 2.43, 0.6, 1.05]),
+])
+def test_prepare_bootstraps_truncation_from_the_final_value(ref_terminal, expected):
+    cfg = PPOConfig(num_envs=1, num_steps=5, seq_len=5, num_minibatches=1, gamma=0.9,
+                    gae_lambda=0.5, normalize_advantages=False, net=FF,
+                    ref_horizon_is_terminal=ref_terminal)
+    learner = PPO(cfg, _Dummy(1), num_seeds=1)
+    state = learner.init(jax.random.PRNGKey(0))
+    col = lambda x, dtype=jnp.float32: jnp.asarray(x, dtype).reshape(5, 1, 1)  # noqa: E731
+    traj = {
+        "obs": {"obs": jnp.zeros((5, 1, 1, 3))}, "start": col([1, 0, 1, 0, 1], bool),
+        "action": col([0] * 5, jnp.int32), "logits": jnp.zeros((5, 1, 1, 2)),
+        "value": col(VALUES), "reward": col(REWARDS), "terminated": col(TERMINATED, bool),
+        "truncated": col(TRUNCATED, bool), "final_value": col([0, 2.0, 0, 0, 0]),
+        "events": {}}
+    batch, _, _, _ = learner._prepare(state.replace(env_steps=state.env_steps + 5), traj,
+                                      (), jnp.full((1, 1), 1.5))
+    np.testing.assert_allclose(batch["advantages"][0, 0], expected, atol=1e-5)
+    np.testing.assert_allclose(batch["returns"][0, 0], np.add(expected, VALUES), atol=1e-5)
+
+
 # --- learning rate ---------------------------------------------------------------------------
 
 
