@@ -451,7 +451,7 @@ class PPO:
             events={k: env_major(v) for k, v in traj["events"].items()},
             env_steps=ts.env_steps - cfg.steps_per_iteration)
         motive_carry, intrinsic, diagnostics, extras = self.motive.intrinsic(
-            ts.motive_params, ts.motive_carry, rollout, ts.params)
+            ts.motive_params, ts.motive_carry, rollout, ts.params, cfg.seq_len)
         running, intrinsic_return = finished_episode_sums(
             ts.intrinsic_running, intrinsic, rollout.start, rollout.done)
         ts = ts.replace(motive_carry=motive_carry, intrinsic_running=running)
@@ -482,8 +482,7 @@ class PPO:
                  "motive": extras}
         batch = jax.tree.map(self._to_sequences, batch)
         carry0 = jax.tree.map(self._chunk_starts, h0)
-        motive_carry0 = jax.tree.map(
-            lambda x: self._chunk_starts(x[::cfg.seq_len]), motive_carry0)
+        motive_carry0 = jax.tree.map(self._chunk_starts, motive_carry0)
         return batch, (carry0, motive_carry0), ts, metrics
 
     def _chunk_starts(self, x):

@@ -72,13 +72,15 @@ class Motive:
         """Parameters of a learned model stacked ``[P, ...]`` (default: none)."""
         return ()
 
-    def intrinsic(self, params, carry, rollout: Rollout, policy_params) -> tuple[
+    def intrinsic(self, params, carry, rollout: Rollout, policy_params, seq_len: int) -> tuple[
             Any, jax.Array, dict[str, jax.Array], dict[str, jax.Array]]:
         """``(carry, intrinsic [T, S, E, N], diagnostics, train_extras)``.
 
         ``diagnostics`` are per-seed means ``{name: [S] or [S, N]}`` logged as they are;
         ``train_extras`` are per-step arrays ``[T, P, E, ...]`` that :meth:`loss` receives
-        cut into the same sequences as the learner's minibatches.
+        cut into the same sequences as the learner's minibatches, except
+        ``initial_carry``: a recurrent model's state at the start of every ``seq_len``-step
+        chunk, ``[chunks, P, E, ...]`` (see :func:`chunked_scan`).
         """
         return carry, jnp.zeros_like(rollout.reward), {}, {}
 
@@ -124,3 +126,29 @@ def finished_episode_sums(running: jax.Array, values: jax.Array, start: jax.Arra
     count = w.sum(axis=(0, 2))
     mean = (totals * w).sum(axis=(0, 2)) / jnp.maximum(count, 1.0)
     return running, jnp.where(count > 0, mean, jnp.nan)
+
+
+def chunked_scan(body, carry, xs, seq_len: int):
+    """``lax.scan(body, carry, xs)`` over time, also returning the carry at the start of
+    every ``seq_len``-step chunk (``[chunks, ...]``, the last chunk possibly shorter) — the
+    initial recurrent states of the learner's training sequences, without storing the
+    state of every step."""
+    length = jax.tree.leaves(xs)[0].shape[0]
+    full, rest = divmod(length, seq_len)
+    ys, starts = [], []
+    if full:
+        def chunk(c, x):
+            c_end, y = jax.lax.scan(body, c, x)
+            return c_end, (y, c)
+
+        head = jax.tree.map(lambda x: x[:full * seq_len].reshape(
+            (full, seq_len) + x.shape[1:]), xs)
+        carry, (y, c0) = jax.lax.scan(chunk, carry, head)
+        ys.append(jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), y))
+        starts.append(c0)
+    if rest:
+        starts.append(jax.tree.map(lambda x: x[None], carry))
+        carry, y = jax.lax.scan(body, carry, jax.tree.map(lambda x: x[full * seq_len:], xs))
+        ys.append(y)
+    cat = lambda *parts: jnp.concatenate(parts)  # noqa: E731
+    return carry, jax.tree.map(cat, *ys), jax.tree.map(cat, *starts)

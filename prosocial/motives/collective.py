@@ -36,6 +36,6 @@ class CollectiveReward(Motive):
 
     name = "collective"
 
-    def intrinsic(self, params, carry, rollout, policy_params):
+    def intrinsic(self, params, carry, rollout, policy_params, seq_len):
         intrinsic = collective_reward(rollout.reward) - rollout.reward
         return carry, intrinsic, {}, {}

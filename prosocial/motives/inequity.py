@@ -144,7 +144,7 @@ class InequityAversion(Motive):
     def init_carry(self, num_seeds, num_envs, num_agents):
         return jnp.zeros((num_seeds, num_envs, num_agents), jnp.float32)
 
-    def intrinsic(self, params, carry, rollout, policy_params):
+    def intrinsic(self, params, carry, rollout, policy_params, seq_len):
         rewards = rollout.reward
         if self.smoothed:
             # The carried trace belongs to the previous episode where step 0 starts one.

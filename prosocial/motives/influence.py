@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from prosocial import nets
-from prosocial.motives.base import Motive, to_agent_major, to_env_major
+from prosocial.motives.base import Motive, chunked_scan, to_agent_major, to_env_major
 
 
 def influence_weight(knots, weight: float, env_steps) -> jax.Array:
@@ -169,23 +169,11 @@ class SocialInfluence(Motive):
 
     # --- rewards -------------------------------------------------------------------------------
 
-    def _inputs(self, rollout, policy_params):
-        """Per-step MOA inputs in learner layout [T, P, E, ...]."""
-        t, s, e, n = rollout.action.shape
-        rgb = to_agent_major(rollout.obs["rgb"])  # [T, P, E, H, W, C]
-        flat = jnp.swapaxes(rgb, 0, 1).reshape((s * n, t * e) + rgb.shape[3:])
-        features = nets.conv_features(self.net_cfg, policy_params, {"rgb": flat})
-        own_first = to_agent_major(rollout.action[..., self.own_first])  # [T, P, E, N]
-        return features, own_first
-
-    def intrinsic(self, params, carry, rollout, policy_params):
+    def intrinsic(self, params, carry, rollout, policy_params, seq_len):
         cfg = self.cfg
         t, s, e, n = rollout.action.shape
-        features, own_first = self._inputs(rollout, policy_params)
         p = s * n
-        gates = self._gates_x(params, features,
-                              jnp.swapaxes(own_first, 0, 1).reshape(p, t * e, n))
-        gates = jnp.swapaxes(gates.reshape(p, t, e, -1), 0, 1)  # [T, P, E, 4H]
+        own_first = to_agent_major(rollout.action[..., self.own_first])  # [T, P, E, N]
         starts = to_agent_major(jnp.repeat(rollout.start[..., None], n, axis=-1))
         visible = to_agent_major(rollout.obs["visible"])
         if not cfg.influence_only_when_visible:
@@ -194,10 +182,14 @@ class SocialInfluence(Motive):
         num_a = self.num_actions
 
         def body(c, x):
-            gx, st, own, logits, vis = x
+            # Features are computed step by step: a whole rollout's would not fit in memory.
+            rgb, acts, st, logits, vis = x
+            features = nets.conv_features(self.net_cfg, policy_params, {"rgb": rgb})
+            gx = self._gates_x(params, features, acts)  # [P, E, 4H]
             c = nets.reset_carry(c, st)
             new, h = nets.lstm_cell(params, c, gx)
             # Counterfactual own actions a': swap the own-action rows of the input projection.
+            own = acts[..., 0]
             base = gx - jnp.einsum("pea,pag->peg", jax.nn.one_hot(own, num_a), rows)
             cf = base[:, :, None] + rows[:, None]  # [P, E, A, 4H]
             c_cf = jax.tree.map(lambda v: jnp.repeat(v[:, :, None], num_a, axis=2), c)
@@ -206,12 +198,12 @@ class SocialInfluence(Motive):
             cond = self._predict(params, h_cf.reshape(p, e, num_a, -1))  # [P, E, A, N-1, A]
             infl = influence(cond, logits, own, vis, cfg.influence_divergence)
             guess = jnp.argmax(self._predict(params, h), axis=-1)  # [P, E, N-1]
-            return new, (c, infl, guess)
+            return new, (infl, guess)
 
-        own = own_first[..., 0]
         policy_logits = to_agent_major(rollout.logits)
-        new_carry, (before, c, guess) = jax.lax.scan(
-            body, carry, (gates, starts, own, policy_logits, visible))
+        rgb = to_agent_major(rollout.obs["rgb"])
+        new_carry, (c, guess), chunk_carries = chunked_scan(
+            body, carry, (rgb, own_first, starts, policy_logits, visible), seq_len)
         valid = ~to_agent_major(jnp.repeat(rollout.done[..., None], n, axis=-1))
         c = jnp.where(valid, jnp.clip(c, -cfg.influence_reward_clip,
                                       cfg.influence_reward_clip), 0.0)
@@ -237,7 +229,7 @@ class SocialInfluence(Motive):
             "influence_weight": jnp.full((s,), weight),
             "moa_accuracy": per_agent.reshape(s, n).mean(axis=1),
         }
-        extras = {"initial_carry": before, "own_first_actions": own_first,
+        extras = {"initial_carry": chunk_carries, "own_first_actions": own_first,
                   "next_others": next_others, "next_visible": next_visible}
         return new_carry, reward, diagnostics, extras
 
