@@ -66,6 +66,8 @@ def influence(cond_logits: jax.Array, policy_logits: jax.Array, action: jax.Arra
         div = 0.5 * _kl(p, mid) + 0.5 * _kl(marginal, mid)
     else:
         raise ValueError(f"unknown divergence {divergence!r}; use 'kl' or 'js'")
+    # KL and JS are ≥ 0; rounding of the renormalised marginal can leave them at ±1e-7.
+    div = jnp.maximum(div, 0.0)
     return jnp.sum(visible.astype(div.dtype) * div, axis=-1)
 
 
@@ -98,7 +100,7 @@ class SocialInfluence(Motive):
         missing = {"rgb", "visible"} - set(env.observation_space.spaces)
         if missing:
             raise ValueError(f"motive 'si' needs observations {sorted(missing)}, which "
-                             f"{env.env_id} does not give")
+                             f"{env.env_id or type(env).__name__} does not give")
         self.num_agents, self.num_actions = env.num_agents, env.num_actions
         n = env.num_agents
         self.own_first = np.array([[i] + [j for j in range(n) if j != i] for i in range(n)])

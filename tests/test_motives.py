@@ -1,0 +1,442 @@
+"""Social motives as the learner uses them (specs.md §9.2–9.4), against hand-computed values:
+the collective reward, inequity aversion's smoothed trace across episode ends and rollouts,
+the social-influence divergence, its schedule, a hand-built MOA, MOA training on scripted
+co-players, the checks on environments that lack a motive's inputs, and one PPO iteration
+with IA and with SI."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import prosocial
+from prosocial import nets
+from prosocial.envs.core import Env
+from prosocial.envs.spaces import Box, Dict, Discrete
+from prosocial.learners.ppo import PPO, PPOConfig
+from prosocial.motives.base import Motive, Rollout, to_agent_major, to_env_major
+from prosocial.motives.collective import CollectiveReward
+from prosocial.motives.config import MotiveConfig
+from prosocial.motives.inequity import InequityAversion
+from prosocial.motives.influence import SocialInfluence, influence, influence_weight
+
+
+def close(actual, expected, tol=1e-6):
+    np.testing.assert_allclose(np.asarray(actual), expected, rtol=tol, atol=tol)
+
+
+def hand_rollout(reward, start, done):
+    """A rollout with S = E = 1 from rewards [T, N] and per-step flags [T]."""
+    reward = jnp.asarray(reward, jnp.float32)
+    t, n = reward.shape
+    return Rollout(obs={}, action=jnp.zeros((t, 1, 1, n), jnp.int32),
+                   logits=jnp.zeros((t, 1, 1, n, 1)), reward=reward[:, None, None],
+                   start=jnp.asarray(start)[:, None, None], done=jnp.asarray(done)[:, None, None],
+                   events={}, env_steps=jnp.zeros((), jnp.int32))
+
+
+# --- collective reward (§9.2) ---------------------------------------------------------------
+
+
+def test_collective_intrinsic_is_the_other_agents_rewards():
+    rollout = hand_rollout([[1.0, 2.0, 3.0], [0.0, -1.0, 4.0]], [True, False], [False, False])
+    carry, intrinsic, diagnostics, extras = CollectiveReward().intrinsic(
+        (), (), rollout, (), 2)
+    # step 0: 2 + 3, 1 + 3, 1 + 2; step 1: −1 + 4, 0 + 4, 0 − 1
+    close(intrinsic[:, 0, 0], [[5.0, 4.0, 3.0], [3.0, 4.0, -1.0]])
+    assert intrinsic.shape == (2, 1, 1, 3) and carry == () and extras == {}
+
+
+# --- inequity aversion (§9.3) ----------------------------------------------------------------
+# N = 2 (N − 1 = 1), γ = 0.5, λ = 0.5 → γλ = 0.25; α = 1 (envy), β = 0.5 (guilt).
+# Rollout A: e = (1, 0), (0, 2), (3, 1); step 1 ends an episode, step 2 starts the next.
+IA_A = hand_rollout([[1.0, 0.0], [0.0, 2.0], [3.0, 1.0]], [True, False, True],
+                    [False, True, False])
+# Rollout B: e = (0, 1), (2, 0), (0, 0), continuing the episode of A's last step.
+B_REWARDS = [[0.0, 1.0], [2.0, 0.0], [0.0, 0.0]]
+IA_B = hand_rollout(B_REWARDS, [False] * 3, [False] * 3)
+IA_B_NEW_EPISODE = hand_rollout(B_REWARDS, [True, False, False], [False] * 3)
+
+
+def ia(alpha=1.0, beta=0.5, smoothed=True):
+    return InequityAversion(alpha, beta, gamma=0.5, lam=0.5, smoothed=smoothed)
+
+
+def test_ia_trace_restarts_at_an_episode_end():
+    motive = ia()
+    carry0 = motive.init_carry(1, 1, 2)
+    carry, u, diagnostics, _ = motive.intrinsic((), carry0, IA_A, (), 3)
+    # w0 = (1, 0); w1 = 0.25·(1, 0) + (0, 2) = (0.25, 2); the episode ends → w2 = (3, 1)
+    # (without the restart w2 would be (3.0625, 1.5)).
+    # u0: agent 0 ahead by 1 → −β·1 = −0.5, agent 1 behind by 1 → −α·1 = −1
+    # u1: gap 1.75, agent 0 behind → −1.75, agent 1 ahead → −0.5·1.75 = −0.875
+    # u2: gap 2 → −0.5·2 = −1, −1·2 = −2
+    close(u[:, 0, 0], [[-0.5, -1.0], [-1.75, -0.875], [-1.0, -2.0]])
+    close(carry[0, 0], [3.0, 1.0])
+    # per-seed means over steps and envs: (−0.5 − 1.75 − 1)/3, (−1 − 0.875 − 2)/3
+    close(diagnostics["inequity_aversion_reward"], [[-3.25 / 3, -3.875 / 3]])
+
+
+def test_ia_trace_carries_into_the_next_rollout():
+    motive = ia()
+    carry, _, _, _ = motive.intrinsic((), motive.init_carry(1, 1, 2), IA_A, (), 3)
+    carry, u, _, _ = motive.intrinsic((), carry, IA_B, (), 3)
+    # w(−1) = (3, 1) from A; w0 = 0.25·(3, 1) + (0, 1) = (0.75, 1.25);
+    # w1 = 0.25·(0.75, 1.25) + (2, 0) = (2.1875, 0.3125); w2 = 0.25·w1 = (0.546875, 0.078125)
+    # u0: gap 0.5, agent 0 behind → −0.5, agent 1 ahead → −0.25
+    # u1: gap 1.875 → −0.5·1.875 = −0.9375, −1.875
+    # u2: gap 0.46875 → −0.234375, −0.46875
+    close(u[:, 0, 0], [[-0.5, -0.25], [-0.9375, -1.875], [-0.234375, -0.46875]])
+    close(carry[0, 0], [0.546875, 0.078125])
+
+
+def test_ia_carried_trace_is_dropped_when_the_rollout_starts_an_episode():
+    motive = ia()
+    carry, _, _, _ = motive.intrinsic((), motive.init_carry(1, 1, 2), IA_A, (), 3)
+    carry, u, _, _ = motive.intrinsic((), carry, IA_B_NEW_EPISODE, (), 3)
+    # w(−1) = 0: w0 = (0, 1); w1 = (2, 0.25); w2 = (0.5, 0.0625)
+    # u0: gap 1, agent 0 behind → −1, agent 1 ahead → −0.5
+    # u1: gap 1.75 → −0.875, −1.75;  u2: gap 0.4375 → −0.21875, −0.4375
+    close(u[:, 0, 0], [[-1.0, -0.5], [-0.875, -1.75], [-0.21875, -0.4375]])
+    close(carry[0, 0], [0.5, 0.0625])
+
+
+def test_ia_instantaneous_variant_compares_each_steps_rewards():
+    motive = ia(smoothed=False)
+    carry_in = jnp.full((1, 1, 2), 7.0)
+    carry, u, _, _ = motive.intrinsic((), carry_in, IA_A, (), 3)
+    # w = e: (1, 0) → −0.5, −1; (0, 2) → agent 0 behind by 2: −2, agent 1 ahead: −1;
+    # (3, 1) → −1, −2. No trace: the carry passes through untouched.
+    close(u[:, 0, 0], [[-0.5, -1.0], [-2.0, -1.0], [-1.0, -2.0]])
+    close(carry, carry_in)
+
+
+def test_ia_alpha_only_and_beta_only():
+    # the smoothed w of A: (1, 0), (0.25, 2), (3, 1)
+    _, envy, _, _ = ia(alpha=1.0, beta=0.0).intrinsic((), jnp.zeros((1, 1, 2)), IA_A, (), 3)
+    close(envy[:, 0, 0], [[0.0, -1.0], [-1.75, 0.0], [0.0, -2.0]])  # −α·gap for the one behind
+    _, guilt, _, _ = ia(alpha=0.0, beta=0.5).intrinsic((), jnp.zeros((1, 1, 2)), IA_A, (), 3)
+    close(guilt[:, 0, 0], [[-0.5, 0.0], [0.0, -0.875], [-1.0, 0.0]])  # −β·gap for the one ahead
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"beta": -0.1}, "beta"), ({"alpha": -1.0}, "alpha"), ({"alpha": math.nan}, "alpha"),
+    ({"gamma": 1.1}, "ia_gamma"), ({"lam": -0.1}, "ia_lambda")])
+def test_ia_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        InequityAversion(**kwargs)
+    renamed = {"gamma": "ia_gamma", "lam": "ia_lambda"}
+    with pytest.raises(ValueError, match=match):
+        MotiveConfig(name="ia", **{renamed.get(k, k): v for k, v in kwargs.items()}).build()
+
+
+# --- influence divergence (§9.4 steps 2–4) ---------------------------------------------------
+LN3 = math.log(3.0)
+_influence = jax.jit(influence, static_argnums=4)
+
+
+def infl(cond_logits, policy_logits, action, visible, divergence="kl"):
+    """:func:`influence`, compiled once per shape (faster than op by op)."""
+    return _influence(cond_logits, policy_logits, action, visible, divergence)
+
+
+def test_influence_is_zero_when_the_own_action_changes_nothing():
+    row = jnp.array([[0.3, -1.2, 2.0], [1.5, 0.0, -0.7]])  # [N−1 = 2, A = 3]
+    cond = jnp.broadcast_to(row, (3, 2, 3))  # every counterfactual a' predicts the same
+    for divergence in ("kl", "js"):
+        out = infl(cond, jnp.array([0.2, -0.4, 1.0]), jnp.array(1), jnp.ones(2), divergence)
+        # 0 up to float32 rounding of the renormalised marginal (|D| ≲ 3e-7, either sign)
+        close(out, 0.0, tol=1e-6)
+
+
+def test_influence_by_hand_two_actions_one_other():
+    # c(a' = 0) = (0, 0) → (1/2, 1/2); c(a' = 1) = (ln 3, 0) → (3/4, 1/4)
+    cond = jnp.array([[[0.0, 0.0]], [[LN3, 0.0]]])  # [A' = 2, N−1 = 1, A = 2]
+    cases = [  # (policy logits, action, KL(p ‖ m))
+        # π = (1/2, 1/2): m = (0.625, 0.375); a = 1 → p = (0.75, 0.25)
+        ([0.0, 0.0], 1, 0.75 * math.log(0.75 / 0.625) + 0.25 * math.log(0.25 / 0.375)),
+        # a = 0 → p = (0.5, 0.5)
+        ([0.0, 0.0], 0, 0.5 * math.log(0.5 / 0.625) + 0.5 * math.log(0.5 / 0.375)),
+        # π = (3/4, 1/4): m = 0.75·(0.5, 0.5) + 0.25·(0.75, 0.25) = (0.5625, 0.4375)
+        ([LN3, 0.0], 1, 0.75 * math.log(0.75 / 0.5625) + 0.25 * math.log(0.25 / 0.4375)),
+    ]
+    out = infl(jnp.stack([cond] * 3), jnp.array([c[0] for c in cases]),
+                    jnp.array([c[1] for c in cases]), jnp.ones((3, 1)))
+    close(out, [c[2] for c in cases])
+    assert cases[0][2] == pytest.approx(0.0353749, abs=1e-6) and min(c[2] for c in cases) > 0
+
+
+def test_influence_counts_only_visible_agents():
+    # other 0 as above; other 1: c(0) = (ln 3, 0), c(1) = (0, 0): a = 1 → p = (1/2, 1/2),
+    # m = (0.625, 0.375) under π = (1/2, 1/2)
+    cond = jnp.array([[[0.0, 0.0], [LN3, 0.0]], [[LN3, 0.0], [0.0, 0.0]]])
+    pi, a = jnp.zeros(2), jnp.array(1)
+    kl0 = 0.75 * math.log(0.75 / 0.625) + 0.25 * math.log(0.25 / 0.375)
+    kl1 = 0.5 * math.log(0.5 / 0.625) + 0.5 * math.log(0.5 / 0.375)
+    close(infl(cond, pi, a, jnp.array([1, 0])), kl0)
+    close(infl(cond, pi, a, jnp.array([0, 1])), kl1)
+    close(infl(cond, pi, a, jnp.array([1, 1])), kl0 + kl1)
+    close(infl(cond, pi, a, jnp.array([0, 0])), 0.0)
+    close(infl(cond, pi, a, jnp.array([1, 0])), infl(cond[:, :1], pi, a, jnp.ones(1)))
+
+
+def test_influence_js_by_hand_symmetric_and_bounded():
+    cond = jnp.array([[[0.0, 0.0]], [[LN3, 0.0]]])
+    # p = (0.75, 0.25), m = (0.625, 0.375), midpoint (0.6875, 0.3125)
+    js = 0.5 * (0.75 * math.log(0.75 / 0.6875) + 0.25 * math.log(0.25 / 0.3125)) \
+        + 0.5 * (0.625 * math.log(0.625 / 0.6875) + 0.375 * math.log(0.375 / 0.3125))
+    close(infl(cond, jnp.zeros(2), jnp.array(1), jnp.ones(1), "js"), js)
+    # Near-disjoint p and m: JS → ln 2 per visible agent while KL grows without bound.
+    extreme = jnp.array([[[30.0, -30.0]] * 2, [[-30.0, 30.0]] * 2])  # [A' = 2, N−1 = 2, 2]
+    pi, a = jnp.array([-20.0, 20.0]), jnp.array(0)  # the policy almost never takes a = 0
+    close(infl(extreme, pi, a, jnp.ones(2), "js"), 2 * math.log(2.0), tol=1e-5)
+    assert float(infl(extreme, pi, a, jnp.ones(2), "kl")) > 20.0
+    # random logits: 0 ≤ JS ≤ ln 2 per agent, and JS ≤ KL
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(3), 3)
+    cond = 4.0 * jax.random.normal(k1, (256, 4, 2, 4))
+    pi = 4.0 * jax.random.normal(k2, (256, 4))
+    a = jax.random.randint(k3, (256,), 0, 4)
+    js = np.asarray(infl(cond, pi, a, jnp.ones((256, 2)), "js"))
+    kl = np.asarray(infl(cond, pi, a, jnp.ones((256, 2)), "kl"))
+    assert np.all(js >= -1e-7) and np.all(js <= 2 * math.log(2.0) + 1e-6)
+    assert np.all(js <= kl + 1e-6) and js.max() > 0.1
+    with pytest.raises(ValueError, match="divergence"):
+        infl(cond, pi, a, jnp.ones((256, 2)), "tv")
+
+
+# --- influence schedule ----------------------------------------------------------------------
+
+
+def test_influence_weight_follows_the_ssd_schedule():
+    knots = MotiveConfig().influence_schedule
+    assert knots == ((0.0, 0.0), (1e7, 0.0), (1e8, 1.0), (3e8, 0.5))
+    steps = [0, 5_000_000, 10_000_000, 55_000_000, 100_000_000, 200_000_000, 300_000_000,
+             1_000_000_000]
+    # knots 0, 0, 1, 0.5; 5.5e7 is halfway up 1e7 → 1e8; 2e8 halfway down 1e8 → 3e8 (0.75);
+    # held at 0.5 after 3e8
+    expected = [0.0, 0.0, 0.0, 0.5, 1.0, 0.75, 0.5, 0.5]
+    for s, m in zip(steps, expected, strict=True):
+        close(influence_weight(knots, 2.5, s), 2.5 * m)
+    close(influence_weight(knots, 2.5, jnp.asarray(steps, jnp.int32)), 2.5 * np.array(expected))
+
+
+# --- SI with a hand-built MOA (§9.4) ---------------------------------------------------------
+T, E, N = 8, 4, 2  # rollout steps (= max_steps: the last step ends the episodes), envs, agents
+# A Cleanup corridor whose spawn cells lie 4 to 20 columns apart: agents see each other (within
+# 7 cells) in some environments and not in others.
+CORRIDOR = ["@@@@@@@@@@@@@@@@@@@@@@@@",
+            "@HRRRRRRRRRRRRRRRRRRRRH@",
+            "@P   P         P     P @",
+            "@BBBBBBBBBBBBBBBBBBBBBB@",
+            "@@@@@@@@@@@@@@@@@@@@@@@@"]
+CLEANUP = prosocial.make("cleanup", num_agents=N, max_steps=T, map=CORRIDOR)
+NUM_ACTIONS = CLEANUP.num_actions
+TINY_NET = nets.NetConfig(conv_filters=2, hidden_sizes=(8,), lstm_size=8)
+SI_CFG = MotiveConfig(name="si", moa_lstm_size=8, moa_hidden_sizes=(8,),
+                      influence_reward_weight=2.0, influence_schedule=((0, 1.0),))
+
+
+def tiny_ppo_config(num_envs):
+    # No bootstrap from final observations: one fewer env observation to compile.
+    return PPOConfig(num_envs=num_envs, num_steps=T, seq_len=T, num_epochs=1, num_minibatches=1,
+                     ref_horizon_is_terminal=True, net=TINY_NET)
+
+
+@pytest.fixture(scope="module")
+def si():
+    """A 2-agent Cleanup SI learner at init and one rollout of its (near-uniform) policies.
+
+    The rollout comes from the learner's own collection step, which the learner test below
+    reuses compiled. Seed 0 starts two environments with the agents in view of each other
+    and two without."""
+    env = CLEANUP
+    motive = SocialInfluence(SI_CFG)
+    ppo = PPO(tiny_ppo_config(E), env, num_seeds=1, motive=motive)
+    ts = ppo.init(jax.random.PRNGKey(0))
+    _, traj, _, _, _ = ppo._collect(jax.tree.map(jnp.copy, ts))
+    env_major = lambda x: to_env_major(x, 1)  # noqa: E731
+    rollout = Rollout(
+        obs=jax.tree.map(env_major, traj["obs"]), action=env_major(traj["action"]),
+        logits=env_major(traj["logits"]), reward=env_major(traj["reward"]),
+        start=env_major(traj["start"])[..., 0],
+        done=env_major(traj["terminated"] | traj["truncated"])[..., 0],
+        events={k: env_major(v) for k, v in traj["events"].items()},
+        env_steps=jnp.asarray(0, jnp.int32))
+    return SimpleNamespace(env=env, motive=motive, ppo=ppo, ts=ts, rollout=rollout,
+                           intrinsic=jax.jit(motive.intrinsic, static_argnums=4))
+
+
+def own_action_rows(params, values):
+    """MOA params with the input-kernel rows of the own-action one-hot set to ``values``."""
+    kernel = params["lstm"]["input_kernel"]
+    d = kernel.shape[1] - N * NUM_ACTIONS
+    kernel = kernel.at[:, d:d + NUM_ACTIONS].set(values)
+    return {**params, "lstm": {**params["lstm"], "input_kernel": kernel}}
+
+
+def test_si_hand_built_moa_zero_then_positive_where_visible(si):
+    rollout, ts = si.rollout, si.ts
+    visible = np.asarray(rollout.obs["visible"][..., 0])  # [T, S, E, N]
+    done = np.asarray(rollout.done)[..., None]  # [T, S, E, 1]
+    live = ~np.broadcast_to(done, visible.shape)
+    assert visible[live].min() == 0 and visible[live].max() == 1, "need both visibilities"
+    assert done[-1].all() and not done[:-1].any()
+    carry = si.motive.init_carry(1, E, N)
+    # The MOA ignores the own action: every counterfactual predicts the same → no influence.
+    params = own_action_rows(ts.motive_params, 0.0)
+    _, reward, diagnostics, _ = si.intrinsic(params, carry, rollout, ts.params, T)
+    assert reward.shape == (T, 1, E, N)
+    # p and m agree up to float32 rounding (m is a π-weighted mean, renormalised): |KL| ~ 1e-7
+    close(reward, 0.0, tol=1e-6)
+    close(diagnostics["influence_weight"], [2.0])
+    # Large distinct rows (and a sharper head) make the prediction depend on the own action.
+    key = jax.random.PRNGKey(7)
+    params = own_action_rows(ts.motive_params, 3.0 * jax.random.normal(
+        key, (N, NUM_ACTIONS, 4 * SI_CFG.moa_lstm_size)))
+    params["out"] = {**params["out"], "kernel": 10.0 * params["out"]["kernel"]
+                     / jnp.linalg.norm(params["out"]["kernel"], axis=1, keepdims=True)}
+    _, reward, diagnostics, _ = si.intrinsic(params, carry, rollout, ts.params, T)
+    reward = np.asarray(reward)
+    assert np.all(reward[live & (visible == 1)] > 1e-3)
+    assert np.all(reward[live & (visible == 0)] == 0.0)
+    assert np.all(reward[np.broadcast_to(done, visible.shape)] == 0.0)  # last step of episodes
+    assert reward.max() <= 2.0 * SI_CFG.influence_reward_clip
+    close(diagnostics["influence_reward"], reward.mean(axis=(0, 2)), tol=1e-5)
+
+
+# --- MOA training on scripted co-players -----------------------------------------------------
+
+
+def scripted_rollout(key, obs):
+    """Co-players a deterministic function of each other's previous action:
+    a₁(t + 1) = a₀(t), a₀(t + 1) = a₁(t) + 1 mod |A|, from random first actions, so each
+    agent's MOA can predict the other's next action from its own current action."""
+    first = jax.random.randint(key, (E, N), 0, NUM_ACTIONS)
+
+    def step(a, _):
+        return jnp.stack([(a[:, 1] + 1) % NUM_ACTIONS, a[:, 0]], axis=-1), a
+
+    _, actions = jax.lax.scan(step, first, None, length=T)  # [T, E, N]
+    # Blank views, so that the MOA cannot tell the steps apart by what the agents see.
+    obs = {**obs, "rgb": jnp.zeros_like(obs["rgb"]), "visible": jnp.ones_like(obs["visible"])}
+    return Rollout(obs=obs, action=actions[:, None],
+                   logits=jnp.zeros((T, 1, E, N, NUM_ACTIONS)), reward=jnp.zeros((T, 1, E, N)),
+                   start=jnp.zeros((T, 1, E), bool).at[0].set(True),
+                   done=jnp.zeros((T, 1, E), bool), events={},
+                   env_steps=jnp.asarray(0, jnp.int32))
+
+
+def test_moa_learns_scripted_co_players(si):
+    motive, policy_params, params = si.motive, si.ts.params, si.ts.motive_params
+    carry = motive.init_carry(1, E, N)
+    trains = [scripted_rollout(jax.random.PRNGKey(k), si.rollout.obs) for k in (10, 11, 12, 13)]
+    held_out = scripted_rollout(jax.random.PRNGKey(20), si.rollout.obs)
+
+    # The learner's sequence layout, one T-step chunk per env: [P, B = 4·E, L = T, ...].
+    seq = lambda x: jnp.moveaxis(x, 0, 2)  # noqa: E731
+    parts = []
+    for rollout in trains:
+        _, _, _, extras = si.intrinsic(params, carry, rollout, policy_params, T)
+        part = {k: seq(extras[k]) for k in ("own_first_actions", "next_others", "next_visible")}
+        part["initial_carry"] = jax.tree.map(lambda x: x[0], extras["initial_carry"])
+        part["rgb"] = seq(to_agent_major(rollout.obs["rgb"]))
+        part["starts"] = seq(to_agent_major(jnp.repeat(rollout.start[..., None], N, axis=-1)))
+        parts.append(part)
+    mb = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *parts)
+    rgb, starts = mb.pop("rgb"), mb.pop("starts")
+    b = rgb.shape[1]
+    mb["mask"] = jnp.ones((N, b, T), bool)
+    features = nets.conv_features(TINY_NET, policy_params,
+                                  {"rgb": rgb.reshape((N, b * T) + rgb.shape[3:])})
+    tx = optax.adam(1e-2)
+
+    @jax.jit
+    def update(params, opt_state):
+        (_, terms), grads = jax.value_and_grad(motive.loss, has_aux=True)(
+            params, policy_params, mb, features, starts)
+        updates, opt_state = tx.update(grads, opt_state)
+        return optax.apply_updates(params, updates), opt_state, terms["moa_loss"]
+
+    trained, opt_state, first_loss = update(params, tx.init(params))
+    for _ in range(300):
+        trained, opt_state, loss = update(trained, opt_state)
+    # untrained: about uniform predictions, cross-entropy ≈ ln |A|
+    close(first_loss, [math.log(NUM_ACTIONS)] * N, tol=0.05)
+    assert np.all(np.asarray(loss) < 0.3)
+    accuracy = {}
+    for label, p, rollout in (("before", params, trains[0]), ("train", trained, trains[0]),
+                              ("held_out", trained, held_out)):
+        _, _, diagnostics, _ = si.intrinsic(p, carry, rollout, policy_params, T)
+        accuracy[label] = float(diagnostics["moa_accuracy"][0])
+    chance = 1 / NUM_ACTIONS
+    assert accuracy["before"] < 0.5, accuracy
+    assert accuracy["train"] > 0.8 > chance and accuracy["held_out"] > 0.8, accuracy
+
+
+# --- environments without a motive's inputs -------------------------------------------------
+
+
+class NoVisibility(Env):
+    """Two agents with images but no ``visible`` observation."""
+
+    env_id = "no_visibility"
+    num_agents = 2
+    max_steps = 10
+    observation_space = Dict({"rgb": Box(0, 255, (5, 5, 3), "uint8")})
+    action_space = Discrete(3)
+
+
+def test_check_rejects_envs_without_the_motives_inputs(si):
+    class NeedsEvent(Motive):
+        name = "needs_event"
+        events = ("nonexistent",)
+
+    keys = si.ppo.event_keys()
+    assert "apples_eaten" in keys
+    with pytest.raises(ValueError, match=r"needs the env events \['nonexistent'\]"):
+        NeedsEvent().check(si.env, keys)
+    Motive().check(si.env, keys)
+    SocialInfluence(SI_CFG).check(si.env, keys)
+    one = prosocial.make("cleanup", num_agents=1, map=CORRIDOR)
+    with pytest.raises(ValueError, match="one agent"):
+        SocialInfluence(SI_CFG).check(one, keys)
+    with pytest.raises(ValueError, match="one agent"):
+        InequityAversion().check(one, keys)
+    with pytest.raises(ValueError, match=r"observations \['visible'\]"):
+        SocialInfluence(SI_CFG).check(NoVisibility(), ())
+
+
+# --- through the learner ---------------------------------------------------------------------
+
+
+def test_ppo_with_inequity_aversion_on_cleanup():
+    # the SI fixture's env and sizes: PPO.init's eager env and network operations are compiled
+    ppo = PPO(tiny_ppo_config(E), CLEANUP, num_seeds=1,
+              motive=InequityAversion(alpha=5.0, beta=0.05))
+    _, metrics = ppo.iteration(ppo.init(jax.random.PRNGKey(0)))
+    ret, ia_reward = np.asarray(metrics["intrinsic_return"]), metrics["inequity_aversion_reward"]
+    assert ret.shape == (1, N) and ia_reward.shape == (1, N)
+    assert np.all(np.asarray(ia_reward) <= 0.0)
+    # Every episode is exactly the rollout (T steps from a start), so the mean intrinsic
+    # return is T × the mean intrinsic reward per step.
+    close(ret, T * np.asarray(ia_reward), tol=1e-5)
+
+
+def test_ppo_with_social_influence(si):
+    _, metrics = si.ppo.iteration(jax.tree.map(jnp.copy, si.ts))
+    for name in ("moa_loss", "moa_accuracy"):
+        assert metrics[name].shape == (1,)
+    assert metrics["influence_reward"].shape == (1, N)
+    # KL ≥ 0; at init the MOA's head is tiny, so the influence is ~1e-8 and rounding may
+    # leave it a hair below 0
+    assert np.all(np.asarray(metrics["influence_reward"]) >= -1e-6)
+    # at init the MOA predicts about uniformly: cross-entropy ≈ ln |A|
+    close(metrics["moa_loss"], [math.log(NUM_ACTIONS)], tol=0.05)
+    assert 0.0 <= float(metrics["moa_accuracy"][0]) <= 1.0
+    close(metrics["intrinsic_return"], T * np.asarray(metrics["influence_reward"]), tol=1e-4)
