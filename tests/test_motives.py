@@ -6,6 +6,7 @@ with IA and with SI."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -377,6 +378,37 @@ def test_moa_learns_scripted_co_players(si):
     chance = 1 / NUM_ACTIONS
     assert accuracy["before"] < 0.5, accuracy
     assert accuracy["train"] > 0.8 > chance and accuracy["held_out"] > 0.8, accuracy
+
+
+def test_ref_aux_losses_detached_freezes_the_moa_and_spares_the_shared_conv(si):
+    """B-01: with the flag the MOA loss passes no gradient (MOA and shared conv); without it,
+    both the MOA and the policy's conv get gradients from it."""
+    policy_params, params = si.ts.params, si.ts.motive_params
+    _, _, _, extras = si.intrinsic(params, si.motive.init_carry(1, E, N), si.rollout,
+                                   policy_params, T)
+    seq = lambda x: jnp.moveaxis(x, 0, 2)  # noqa: E731
+    mb = {k: seq(extras[k]) for k in ("own_first_actions", "next_others", "next_visible")}
+    mb["initial_carry"] = jax.tree.map(lambda x: x[0], extras["initial_carry"])
+    mb["mask"] = jnp.ones((N, E, T), bool)
+    rgb = seq(to_agent_major(si.rollout.obs["rgb"])).reshape((N, E * T) + (15, 15, 3))
+    starts = seq(to_agent_major(jnp.repeat(si.rollout.start[..., None], N, axis=-1)))
+
+    def grads(detached):
+        motive = SocialInfluence(dataclasses.replace(SI_CFG, ref_aux_losses_detached=detached))
+        motive.check(si.env, tuple(si.rollout.events))
+        motive.net_cfg = TINY_NET
+
+        def loss(params, policy_params):
+            features = nets.conv_features(TINY_NET, policy_params, {"rgb": rgb})
+            return motive.loss(params, policy_params, mb, features, starts)[0]
+
+        return jax.grad(loss, argnums=(0, 1))(params, policy_params)
+
+    norm = lambda tree: float(sum(jnp.sum(x * x) for x in jax.tree.leaves(tree)))  # noqa: E731
+    moa, policy = grads(detached=False)
+    assert norm(moa) > 0 and norm(policy["conv"]) > 0
+    moa, policy = grads(detached=True)
+    assert norm(moa) == 0 and norm(policy) == 0
 
 
 # --- environments without a motive's inputs -------------------------------------------------

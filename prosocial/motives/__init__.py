@@ -1,6 +1,25 @@
-"""Social motives: reward shaping and intrinsic rewards, outside the environments."""
+"""Social motives: reward shaping and intrinsic rewards, outside the environments.
 
-from prosocial.motives.collective import collective_reward
-from prosocial.motives.inequity import inequity_aversion, smooth_rewards
+``Motive`` (base.py) is the interface every motive implements; ``MotiveConfig`` chooses one
+from a training config (``--motive ia --motive.beta 0.05``).
+"""
 
-__all__ = ["collective_reward", "inequity_aversion", "smooth_rewards"]
+from prosocial.motives.base import Motive, Rollout
+from prosocial.motives.collective import CollectiveReward, collective_reward
+from prosocial.motives.config import MotiveConfig
+from prosocial.motives.inequity import InequityAversion, inequity_aversion, smooth_rewards
+from prosocial.motives.influence import SocialInfluence, influence, influence_weight
+
+__all__ = [
+    "CollectiveReward",
+    "InequityAversion",
+    "Motive",
+    "MotiveConfig",
+    "Rollout",
+    "SocialInfluence",
+    "collective_reward",
+    "inequity_aversion",
+    "influence",
+    "influence_weight",
+    "smooth_rewards",
+]
