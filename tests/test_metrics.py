@@ -9,7 +9,7 @@ import pytest
 from prosocial import metrics as M
 
 
-def close(actual, expected):
+def assert_close(actual, expected):
     np.testing.assert_allclose(np.asarray(actual), expected, rtol=1e-6, atol=1e-6)
 
 
@@ -18,35 +18,35 @@ def close(actual, expected):
 
 def test_collective_and_per_capita_return_over_a_batch():
     returns = np.array([[3.0, 1.0], [2.0, -4.0]])
-    close(M.collective_return(returns), [4.0, -2.0])
-    close(M.per_capita_return(returns), [2.0, -1.0])
+    assert_close(M.collective_return(returns), [4.0, -2.0])
+    assert_close(M.per_capita_return(returns), [2.0, -1.0])
 
 
 def test_equality_hand_computed():
     # (3, 1): Σ_iΣ_j|R_i−R_j| = 2·2 = 4, 2·N·ΣR = 2·2·4 = 16 → 1 − 4/16
-    close(M.equality(jnp.array([3.0, 1.0])), 0.75)
+    assert_close(M.equality(jnp.array([3.0, 1.0])), 0.75)
     # (1, 2, 3, 4): ordered pair differences sum to 2·(1+2+3+1+2+1) = 20, 2·4·10 = 80
-    close(M.equality(np.array([1, 2, 3, 4])), 1 - 20 / 80)
+    assert_close(M.equality(np.array([1, 2, 3, 4])), 1 - 20 / 80)
     # one agent holds everything: 4 ordered pairs of |6 − 0| = 24, 2·3·6 = 36 → 1/N
-    close(M.equality([6.0, 0.0, 0.0]), 1 / 3)
-    close(M.equality([5.0, 5.0, 5.0]), 1.0)
+    assert_close(M.equality([6.0, 0.0, 0.0]), 1 / 3)
+    assert_close(M.equality([5.0, 5.0, 5.0]), 1.0)
 
 
 def test_equality_is_nan_when_the_collective_return_is_not_positive():
     out = np.asarray(M.equality(np.array([[0.0, 0.0], [2.0, -3.0], [-1.0, -1.0], [3.0, 1.0]])))
     assert np.isnan(out[:3]).all()
-    close(out[3], 0.75)
+    assert_close(out[3], 0.75)
 
 
 def test_equality_aie_hand_computed():
     # gini = 4 / (16 + 1e-10) = 0.25 → eq = 1 − 2/1 · 0.25
-    close(M.equality_aie([3.0, 1.0]), 0.5)
+    assert_close(M.equality_aie([3.0, 1.0]), 0.5)
     # gini = 20/80 = 0.25 → eq = 1 − 4/3 · 0.25
-    close(M.equality_aie([1.0, 2.0, 3.0, 4.0]), 2 / 3)
+    assert_close(M.equality_aie([1.0, 2.0, 3.0, 4.0]), 2 / 3)
     # gini = 24/36 → eq = 1 − 3/2 · 2/3 = 0 (the SSD form gives 1/N here)
-    close(M.equality_aie([6.0, 0.0, 0.0]), 0.0)
+    assert_close(M.equality_aie([6.0, 0.0, 0.0]), 0.0)
     # the 1e-10 makes all-zero endowments perfectly equal instead of NaN
-    close(M.equality_aie([0.0, 0.0, 0.0]), 1.0)
+    assert_close(M.equality_aie([0.0, 0.0, 0.0]), 1.0)
 
 
 def test_equality_aie_rejects_a_single_agent():
@@ -72,41 +72,41 @@ def test_sustainability_time_leaves_out_agents_without_positive_rewards():
         ]
     )
     # agent 0 positive at t = 1, 3 → 2; agent 1 at t = 0, 1, 2 → 1; agent 2 never → left out
-    close(M.sustainability_time(rewards), (2 + 1) / 2)
+    assert_close(M.sustainability_time(rewards), (2 + 1) / 2)
     assert np.isnan(M.sustainability_time(np.zeros((4, 3))))
 
 
 def test_sustainability_fraction_hand_computed():
     apples = np.array([[1, 0], [0, 0], [1, 1], [0, 1]], np.int32)
     # Σ t·a = 0·1 + 2·1 + 2·1 + 3·1 = 7, Σ a = 4, T = 4 → 7 / 16
-    close(M.sustainability_fraction(apples), 7 / 16)
+    assert_close(M.sustainability_fraction(apples), 7 / 16)
     # uniform collection: Σ t = 45 over T = 10 apples → (T − 1)/(2T)
-    close(M.sustainability_fraction(np.ones((10, 1))), 0.45)
+    assert_close(M.sustainability_fraction(np.ones((10, 1))), 0.45)
     assert np.isnan(M.sustainability_fraction(np.zeros((4, 2))))
 
 
 def test_peace_counts_an_agent_hit_by_several_beams_once():
     hits = np.array([[0, 0, 0], [2, 0, 0], [0, 1, 0], [1, 0, 0]], np.int32)
     # hit steps: agent 0 at t = 1, 3, agent 1 at t = 2 → (N·T − 3) / T = (12 − 3) / 4
-    close(M.peace(hits), 9 / 4)
-    close(M.peace(np.zeros((4, 3))), 3.0)
+    assert_close(M.peace(hits), 9 / 4)
+    assert_close(M.peace(np.zeros((4, 3))), 3.0)
 
 
 def test_cleaning_contribution_hand_computed():
     cleaned = np.array([[3, 0], [0, 1], [2, 0]], np.int32)
     out = M.cleaning_contribution(cleaned)
-    close(out["waste_cleaned_per_agent"], [5, 1])
-    close(out["waste_cleaned"], 6)
-    close(out["waste_cleaned_equality"], 1 - 8 / 24)  # Σ|diff| = 2·4, 2·2·6 = 24
-    close(out["effective_cleans_per_agent"], [2, 1])
-    close(out["effective_cleans"], 3)
-    close(out["effective_cleans_equality"], 1 - 2 / 12)
+    assert_close(out["waste_cleaned_per_agent"], [5, 1])
+    assert_close(out["waste_cleaned"], 6)
+    assert_close(out["waste_cleaned_equality"], 1 - 8 / 24)  # Σ|diff| = 2·4, 2·2·6 = 24
+    assert_close(out["effective_cleans_per_agent"], [2, 1])
+    assert_close(out["effective_cleans"], 3)
+    assert_close(out["effective_cleans_equality"], 1 - 2 / 12)
 
 
 def test_time_series_metrics_take_leading_batch_axes():
     hits = np.zeros((2, 4, 3), np.int32)
     hits[1, 0, 2] = 1
-    close(M.peace(hits), [3.0, (12 - 1) / 4])
+    assert_close(M.peace(hits), [3.0, (12 - 1) / 4])
 
 
 def test_time_series_metrics_reject_bad_shapes():
@@ -171,17 +171,18 @@ def test_accumulator_streams_a_hand_made_episode_and_resets_after_done():
         acc, finished = M.accumulator_step(acc, REWARDS[t], step_events(t), DONES[t])
         if t == 0:
             first_step = acc
-    close(finished.returns, [2.0, 3.0])
-    close(finished.positive_reward_steps, [2, 2])
-    close(finished.positive_reward_time, [0 + 2, 1 + 3])
-    close(finished.event_totals["apples_eaten"], [3, 3])
-    close(finished.event_steps["hits_received"], [1, 1])
-    close(finished.event_time["apples_eaten"], [2 * 2, 1 + 3 * 2])
+    assert_close(finished.returns, [2.0, 3.0])
+    assert_close(finished.positive_reward_steps, [2, 2])
+    assert_close(finished.positive_reward_time, [0 + 2, 1 + 3])
+    assert_close(finished.event_totals["apples_eaten"], [3, 3])
+    assert_close(finished.event_steps["hits_received"], [1, 1])
+    assert_close(finished.event_time["apples_eaten"], [2 * 2, 1 + 3 * 2])
     assert_metrics(M.episode_metrics(finished), EPISODE)
     # the per-episode functions on the whole episode agree
-    close(M.sustainability_time(REWARDS), EPISODE["sustainability_time"])
-    close(M.sustainability_fraction(EVENTS["apples_eaten"]), EPISODE["sustainability_fraction"])
-    close(M.peace(EVENTS["hits_received"]), EPISODE["peace"])
+    assert_close(M.sustainability_time(REWARDS), EPISODE["sustainability_time"])
+    assert_close(M.sustainability_fraction(EVENTS["apples_eaten"]),
+                 EPISODE["sustainability_fraction"])
+    assert_close(M.peace(EVENTS["hits_received"]), EPISODE["peace"])
     # reset to zero after done, and the next episode counts time from t = 0 again
     for leaf in jax.tree.leaves(acc):
         assert not np.asarray(leaf).any()
@@ -210,16 +211,16 @@ def test_accumulator_under_jit_and_vmap_with_episodes_ending_at_different_steps(
     assert_metrics({k: v[3, 0] for k, v in per_step.items()}, EPISODE)
     env1_first = {k: v[1, 1] for k, v in per_step.items()}
     env1_second = {k: v[3, 1] for k, v in per_step.items()}
-    close(env1_first["episode_length"], 2)
-    close(env1_first["returns"], [0.0, 1.0])
-    close(env1_first["sustainability_time"], 0.5)  # agent 0 at t = 0, agent 1 at t = 1
-    close(env1_first["sustainability_fraction"], 1 / 4)  # Σ t·a = 1, Σ a = 2, T = 2
-    close(env1_second["episode_length"], 2)
-    close(env1_second["returns"], [2.0, 2.0])
-    close(env1_second["equality"], 1.0)
-    close(env1_second["sustainability_time"], 0.5)  # t restarts at 0 in the second episode
-    close(env1_second["sustainability_fraction"], 2 / 8)  # Σ t·a = 1·2, Σ a = 4, T = 2
-    close(env1_second["peace"], (2 * 2 - 1) / 2)
+    assert_close(env1_first["episode_length"], 2)
+    assert_close(env1_first["returns"], [0.0, 1.0])
+    assert_close(env1_first["sustainability_time"], 0.5)  # agent 0 at t = 0, agent 1 at t = 1
+    assert_close(env1_first["sustainability_fraction"], 1 / 4)  # Σ t·a = 1, Σ a = 2, T = 2
+    assert_close(env1_second["episode_length"], 2)
+    assert_close(env1_second["returns"], [2.0, 2.0])
+    assert_close(env1_second["equality"], 1.0)
+    assert_close(env1_second["sustainability_time"], 0.5)  # t restarts at 0 in the second episode
+    assert_close(env1_second["sustainability_fraction"], 2 / 8)  # Σ t·a = 1·2, Σ a = 4, T = 2
+    assert_close(env1_second["peace"], (2 * 2 - 1) / 2)
     for leaf in jax.tree.leaves(acc):
         assert not np.asarray(leaf).any()
 
@@ -236,7 +237,7 @@ def test_episode_metrics_without_events_has_only_the_reward_metrics():
         "equality",
         "sustainability_time",
     }
-    close(out["equality"], 1 - 4 / 12)  # Σ|diff| = 4·1, 2·3·2 = 12
+    assert_close(out["equality"], 1 - 4 / 12)  # Σ|diff| = 4·1, 2·3·2 = 12
 
 
 def test_accumulator_rejects_bad_input():

@@ -28,7 +28,7 @@ from prosocial.motives.inequity import InequityAversion
 from prosocial.motives.influence import SocialInfluence, influence, influence_weight
 
 
-def close(actual, expected, tol=1e-6):
+def assert_close(actual, expected, tol=1e-6):
     np.testing.assert_allclose(np.asarray(actual), expected, rtol=tol, atol=tol)
 
 
@@ -50,7 +50,7 @@ def test_collective_intrinsic_is_the_other_agents_rewards():
     carry, intrinsic, diagnostics, extras = CollectiveReward().intrinsic(
         (), (), rollout, (), 2)
     # step 0: 2 + 3, 1 + 3, 1 + 2; step 1: −1 + 4, 0 + 4, 0 − 1
-    close(intrinsic[:, 0, 0], [[5.0, 4.0, 3.0], [3.0, 4.0, -1.0]])
+    assert_close(intrinsic[:, 0, 0], [[5.0, 4.0, 3.0], [3.0, 4.0, -1.0]])
     assert intrinsic.shape == (2, 1, 1, 3) and carry == () and extras == {}
 
 
@@ -78,10 +78,10 @@ def test_ia_trace_restarts_at_an_episode_end():
     # u0: agent 0 ahead by 1 → −β·1 = −0.5, agent 1 behind by 1 → −α·1 = −1
     # u1: gap 1.75, agent 0 behind → −1.75, agent 1 ahead → −0.5·1.75 = −0.875
     # u2: gap 2 → −0.5·2 = −1, −1·2 = −2
-    close(u[:, 0, 0], [[-0.5, -1.0], [-1.75, -0.875], [-1.0, -2.0]])
-    close(carry[0, 0], [3.0, 1.0])
+    assert_close(u[:, 0, 0], [[-0.5, -1.0], [-1.75, -0.875], [-1.0, -2.0]])
+    assert_close(carry[0, 0], [3.0, 1.0])
     # per-seed means over steps and envs: (−0.5 − 1.75 − 1)/3, (−1 − 0.875 − 2)/3
-    close(diagnostics["inequity_aversion_reward"], [[-3.25 / 3, -3.875 / 3]])
+    assert_close(diagnostics["inequity_aversion_reward"], [[-3.25 / 3, -3.875 / 3]])
 
 
 def test_ia_trace_carries_into_the_next_rollout():
@@ -93,8 +93,8 @@ def test_ia_trace_carries_into_the_next_rollout():
     # u0: gap 0.5, agent 0 behind → −0.5, agent 1 ahead → −0.25
     # u1: gap 1.875 → −0.5·1.875 = −0.9375, −1.875
     # u2: gap 0.46875 → −0.234375, −0.46875
-    close(u[:, 0, 0], [[-0.5, -0.25], [-0.9375, -1.875], [-0.234375, -0.46875]])
-    close(carry[0, 0], [0.546875, 0.078125])
+    assert_close(u[:, 0, 0], [[-0.5, -0.25], [-0.9375, -1.875], [-0.234375, -0.46875]])
+    assert_close(carry[0, 0], [0.546875, 0.078125])
 
 
 def test_ia_carried_trace_is_dropped_when_the_rollout_starts_an_episode():
@@ -104,8 +104,8 @@ def test_ia_carried_trace_is_dropped_when_the_rollout_starts_an_episode():
     # w(−1) = 0: w0 = (0, 1); w1 = (2, 0.25); w2 = (0.5, 0.0625)
     # u0: gap 1, agent 0 behind → −1, agent 1 ahead → −0.5
     # u1: gap 1.75 → −0.875, −1.75;  u2: gap 0.4375 → −0.21875, −0.4375
-    close(u[:, 0, 0], [[-1.0, -0.5], [-0.875, -1.75], [-0.21875, -0.4375]])
-    close(carry[0, 0], [0.5, 0.0625])
+    assert_close(u[:, 0, 0], [[-1.0, -0.5], [-0.875, -1.75], [-0.21875, -0.4375]])
+    assert_close(carry[0, 0], [0.5, 0.0625])
 
 
 def test_ia_instantaneous_variant_compares_each_steps_rewards():
@@ -114,16 +114,18 @@ def test_ia_instantaneous_variant_compares_each_steps_rewards():
     carry, u, _, _ = motive.intrinsic((), carry_in, IA_A, (), 3)
     # w = e: (1, 0) → −0.5, −1; (0, 2) → agent 0 behind by 2: −2, agent 1 ahead: −1;
     # (3, 1) → −1, −2. No trace: the carry passes through untouched.
-    close(u[:, 0, 0], [[-0.5, -1.0], [-2.0, -1.0], [-1.0, -2.0]])
-    close(carry, carry_in)
+    assert_close(u[:, 0, 0], [[-0.5, -1.0], [-2.0, -1.0], [-1.0, -2.0]])
+    assert_close(carry, carry_in)
 
 
 def test_ia_alpha_only_and_beta_only():
     # the smoothed w of A: (1, 0), (0.25, 2), (3, 1)
     _, envy, _, _ = ia(alpha=1.0, beta=0.0).intrinsic((), jnp.zeros((1, 1, 2)), IA_A, (), 3)
-    close(envy[:, 0, 0], [[0.0, -1.0], [-1.75, 0.0], [0.0, -2.0]])  # −α·gap for the one behind
+    # −α·gap for the one behind
+    assert_close(envy[:, 0, 0], [[0.0, -1.0], [-1.75, 0.0], [0.0, -2.0]])
     _, guilt, _, _ = ia(alpha=0.0, beta=0.5).intrinsic((), jnp.zeros((1, 1, 2)), IA_A, (), 3)
-    close(guilt[:, 0, 0], [[-0.5, 0.0], [0.0, -0.875], [-1.0, 0.0]])  # −β·gap for the one ahead
+    # −β·gap for the one ahead
+    assert_close(guilt[:, 0, 0], [[-0.5, 0.0], [0.0, -0.875], [-1.0, 0.0]])
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -153,7 +155,7 @@ def test_influence_is_zero_when_the_own_action_changes_nothing():
     for divergence in ("kl", "js"):
         out = infl(cond, jnp.array([0.2, -0.4, 1.0]), jnp.array(1), jnp.ones(2), divergence)
         # 0 up to float32 rounding of the renormalised marginal (|D| ≲ 3e-7, either sign)
-        close(out, 0.0, tol=1e-6)
+        assert_close(out, 0.0, tol=1e-6)
 
 
 def test_influence_by_hand_two_actions_one_other():
@@ -169,7 +171,7 @@ def test_influence_by_hand_two_actions_one_other():
     ]
     out = infl(jnp.stack([cond] * 3), jnp.array([c[0] for c in cases]),
                     jnp.array([c[1] for c in cases]), jnp.ones((3, 1)))
-    close(out, [c[2] for c in cases])
+    assert_close(out, [c[2] for c in cases])
     assert cases[0][2] == pytest.approx(0.0353749, abs=1e-6) and min(c[2] for c in cases) > 0
 
 
@@ -180,11 +182,11 @@ def test_influence_counts_only_visible_agents():
     pi, a = jnp.zeros(2), jnp.array(1)
     kl0 = 0.75 * math.log(0.75 / 0.625) + 0.25 * math.log(0.25 / 0.375)
     kl1 = 0.5 * math.log(0.5 / 0.625) + 0.5 * math.log(0.5 / 0.375)
-    close(infl(cond, pi, a, jnp.array([1, 0])), kl0)
-    close(infl(cond, pi, a, jnp.array([0, 1])), kl1)
-    close(infl(cond, pi, a, jnp.array([1, 1])), kl0 + kl1)
-    close(infl(cond, pi, a, jnp.array([0, 0])), 0.0)
-    close(infl(cond, pi, a, jnp.array([1, 0])), infl(cond[:, :1], pi, a, jnp.ones(1)))
+    assert_close(infl(cond, pi, a, jnp.array([1, 0])), kl0)
+    assert_close(infl(cond, pi, a, jnp.array([0, 1])), kl1)
+    assert_close(infl(cond, pi, a, jnp.array([1, 1])), kl0 + kl1)
+    assert_close(infl(cond, pi, a, jnp.array([0, 0])), 0.0)
+    assert_close(infl(cond, pi, a, jnp.array([1, 0])), infl(cond[:, :1], pi, a, jnp.ones(1)))
 
 
 def test_influence_js_by_hand_symmetric_and_bounded():
@@ -192,11 +194,11 @@ def test_influence_js_by_hand_symmetric_and_bounded():
     # p = (0.75, 0.25), m = (0.625, 0.375), midpoint (0.6875, 0.3125)
     js = 0.5 * (0.75 * math.log(0.75 / 0.6875) + 0.25 * math.log(0.25 / 0.3125)) \
         + 0.5 * (0.625 * math.log(0.625 / 0.6875) + 0.375 * math.log(0.375 / 0.3125))
-    close(infl(cond, jnp.zeros(2), jnp.array(1), jnp.ones(1), "js"), js)
+    assert_close(infl(cond, jnp.zeros(2), jnp.array(1), jnp.ones(1), "js"), js)
     # Near-disjoint p and m: JS → ln 2 per visible agent while KL grows without bound.
     extreme = jnp.array([[[30.0, -30.0]] * 2, [[-30.0, 30.0]] * 2])  # [A' = 2, N−1 = 2, 2]
     pi, a = jnp.array([-20.0, 20.0]), jnp.array(0)  # the policy almost never takes a = 0
-    close(infl(extreme, pi, a, jnp.ones(2), "js"), 2 * math.log(2.0), tol=1e-5)
+    assert_close(infl(extreme, pi, a, jnp.ones(2), "js"), 2 * math.log(2.0), tol=1e-5)
     assert float(infl(extreme, pi, a, jnp.ones(2), "kl")) > 20.0
     # random logits: 0 ≤ JS ≤ ln 2 per agent, and JS ≤ KL
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(3), 3)
@@ -223,8 +225,9 @@ def test_influence_weight_follows_the_ssd_schedule():
     # held at 0.5 after 3e8
     expected = [0.0, 0.0, 0.0, 0.5, 1.0, 0.75, 0.5, 0.5]
     for s, m in zip(steps, expected, strict=True):
-        close(influence_weight(knots, 2.5, s), 2.5 * m)
-    close(influence_weight(knots, 2.5, jnp.asarray(steps, jnp.int32)), 2.5 * np.array(expected))
+        assert_close(influence_weight(knots, 2.5, s), 2.5 * m)
+    assert_close(influence_weight(knots, 2.5, jnp.asarray(steps, jnp.int32)),
+                 2.5 * np.array(expected))
 
 
 # --- SI with a hand-built MOA (§9.4) ---------------------------------------------------------
@@ -294,8 +297,8 @@ def test_si_hand_built_moa_zero_then_positive_where_visible(si):
     _, reward, diagnostics, _ = si.intrinsic(params, carry, rollout, ts.params, T)
     assert reward.shape == (T, 1, E, N)
     # p and m agree up to float32 rounding (m is a π-weighted mean, renormalised): |KL| ~ 1e-7
-    close(reward, 0.0, tol=1e-6)
-    close(diagnostics["influence_weight"], [2.0])
+    assert_close(reward, 0.0, tol=1e-6)
+    assert_close(diagnostics["influence_weight"], [2.0])
     # Large distinct rows (and a sharper head) make the prediction depend on the own action.
     key = jax.random.PRNGKey(7)
     params = own_action_rows(ts.motive_params, 3.0 * jax.random.normal(
@@ -308,7 +311,7 @@ def test_si_hand_built_moa_zero_then_positive_where_visible(si):
     assert np.all(reward[live & (visible == 0)] == 0.0)
     assert np.all(reward[np.broadcast_to(done, visible.shape)] == 0.0)  # last step of episodes
     assert reward.max() <= 2.0 * SI_CFG.influence_reward_clip
-    close(diagnostics["influence_reward"], reward.mean(axis=(0, 2)), tol=1e-5)
+    assert_close(diagnostics["influence_reward"], reward.mean(axis=(0, 2)), tol=1e-5)
 
 
 # --- MOA training on scripted co-players -----------------------------------------------------
@@ -368,7 +371,7 @@ def test_moa_learns_scripted_co_players(si):
     for _ in range(300):
         trained, opt_state, loss = update(trained, opt_state)
     # untrained: about uniform predictions, cross-entropy ≈ ln |A|
-    close(first_loss, [math.log(NUM_ACTIONS)] * N, tol=0.05)
+    assert_close(first_loss, [math.log(NUM_ACTIONS)] * N, tol=0.05)
     assert np.all(np.asarray(loss) < 0.3)
     accuracy = {}
     for label, p, rollout in (("before", params, trains[0]), ("train", trained, trains[0]),
@@ -457,7 +460,7 @@ def test_ppo_with_inequity_aversion_on_cleanup():
     assert np.all(np.asarray(ia_reward) <= 0.0)
     # Every episode is exactly the rollout (T steps from a start), so the mean intrinsic
     # return is T × the mean intrinsic reward per step.
-    close(ret, T * np.asarray(ia_reward), tol=1e-5)
+    assert_close(ret, T * np.asarray(ia_reward), tol=1e-5)
 
 
 def test_ppo_with_social_influence(si):
@@ -469,6 +472,6 @@ def test_ppo_with_social_influence(si):
     # leave it a hair below 0
     assert np.all(np.asarray(metrics["influence_reward"]) >= -1e-6)
     # at init the MOA predicts about uniformly: cross-entropy ≈ ln |A|
-    close(metrics["moa_loss"], [math.log(NUM_ACTIONS)], tol=0.05)
+    assert_close(metrics["moa_loss"], [math.log(NUM_ACTIONS)], tol=0.05)
     assert 0.0 <= float(metrics["moa_accuracy"][0]) <= 1.0
-    close(metrics["intrinsic_return"], T * np.asarray(metrics["influence_reward"]), tol=1e-4)
+    assert_close(metrics["intrinsic_return"], T * np.asarray(metrics["influence_reward"]), tol=1e-4)
