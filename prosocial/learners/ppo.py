@@ -34,10 +34,8 @@ scan on every backend and ``"python"`` stays for measuring.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import distrax
 import jax
@@ -49,6 +47,9 @@ from flax import struct
 from prosocial import metrics as M
 from prosocial import nets
 from prosocial.envs.core import AutoReset, Env
+from prosocial.learners.advantages import gae
+from prosocial.learners.episodes import add_finished, mean_finished, zero_sums
+from prosocial.learners.ppo_config import PPOConfig, learning_rate
 from prosocial.motives.base import (
     Motive,
     Rollout,
@@ -56,147 +57,6 @@ from prosocial.motives.base import (
     to_agent_major,
     to_env_major,
 )
-
-
-@dataclass(frozen=True)
-class PPOConfig:
-    """Hyperparameters of recurrent PPO (defaults: a general-purpose setting; the SSD
-    presets set specs.md §8.3's values)."""
-
-    num_envs: int = 8
-    """Parallel environments per seed."""
-    num_steps: int = 128
-    """Steps of every environment per iteration (the train batch is num_envs·num_steps)."""
-    gamma: float = 0.99
-    """Discount factor γ."""
-    gae_lambda: float = 0.95
-    """GAE λ (RLlib and SSD: 1.0)."""
-    lr: float = 3e-4
-    """Adam learning rate when ``lr_schedule`` is empty."""
-    lr_schedule: tuple[tuple[float, float], ...] = ()
-    """Piecewise-linear learning rate as (env steps, lr) knots, held after the last knot
-    (SSD: ((0, 0.00126), (2e7, 0.000012)))."""
-    num_epochs: int = 4
-    """Passes over each train batch."""
-    num_minibatches: int = 4
-    """Minibatches per epoch; the batch's sequences are split evenly into them."""
-    seq_len: int = 20
-    """Length of the stored-state sequences the LSTM is replayed on (RLlib max_seq_len)."""
-    clip_eps: float = 0.2
-    """Clip ε of the probability ratio (RLlib: 0.3)."""
-    vf_coef: float = 0.5
-    """Value loss coefficient c_v (SSD: 1e-4)."""
-    vf_clip: float = 10.0
-    """Clip of V − V_old in the value loss (RLlib: 10); ``inf`` disables it."""
-    ent_coef: float = 0.01
-    """Entropy bonus coefficient c_H."""
-    kl_coef: float = 0.0
-    """Initial KL penalty coefficient β_KL (RLlib: 0.2); 0 disables the penalty."""
-    kl_target: float = 0.01
-    """Target KL(π_old ‖ π) of the adaptive KL coefficient."""
-    max_grad_norm: float = 0.5
-    """Global-norm gradient clip, per agent (SSD: 40)."""
-    adam_eps: float = 1e-8
-    """Adam ε (TF default 1e-8)."""
-    normalize_advantages: bool = True
-    """Standardise advantages over each agent's whole train batch."""
-    ref_horizon_is_terminal: bool = False
-    """Treat time-limit ends as terminal (no bootstrap), as RLlib did (specs B-20)."""
-    loop: Literal["auto", "python", "scan"] = "auto"
-    """Minibatch loop: compiled with lax.scan (auto: fastest measured) or driven from Python."""
-    net: nets.NetConfig = field(default_factory=nets.NetConfig)
-    """The actor-critic network."""
-
-    def __post_init__(self):
-        def positive_int(name):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-                raise ValueError(f"ppo.{name} must be a positive integer, got {v!r}")
-
-        for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches",
-                     "seq_len"):
-            positive_int(name)
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"ppo.{name} must be in [0, 1], got {getattr(self, name)!r}")
-        for name in ("lr", "clip_eps", "vf_clip", "max_grad_norm", "adam_eps", "kl_target"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"ppo.{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("vf_coef", "ent_coef", "kl_coef"):
-            value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):
-                raise ValueError(f"ppo.{name} must be a finite number ≥ 0, got {value!r}")
-        knots = tuple((float(s), float(v)) for s, v in self.lr_schedule)
-        object.__setattr__(self, "lr_schedule", knots)
-        if knots:
-            steps = [s for s, _ in knots]
-            if any(b < a for a, b in zip(steps, steps[1:], strict=False)) or steps[0] < 0:
-                raise ValueError(f"ppo.lr_schedule steps must be ≥ 0 and non-decreasing, "
-                                 f"got {knots}")
-            if any(not v > 0 for _, v in knots):
-                raise ValueError(f"ppo.lr_schedule learning rates must be positive, got {knots}")
-        if self.loop not in ("auto", "python", "scan"):
-            raise ValueError(f"ppo.loop must be auto, python or scan, got {self.loop!r}")
-        if self.num_sequences % self.num_minibatches:
-            raise ValueError(
-                f"the train batch does not split into minibatches: num_envs × "
-                f"ceil(num_steps / seq_len) = {self.num_envs} × {self.chunks} = "
-                f"{self.num_sequences} sequences is not divisible by num_minibatches = "
-                f"{self.num_minibatches}")
-
-    @property
-    def chunks(self) -> int:
-        """Sequences per environment and iteration, ceil(num_steps / seq_len)."""
-        return -(-self.num_steps // self.seq_len)
-
-    @property
-    def num_sequences(self) -> int:
-        return self.num_envs * self.chunks
-
-    @property
-    def steps_per_iteration(self) -> int:
-        """Environment steps per seed in one iteration."""
-        return self.num_envs * self.num_steps
-
-    def resolved_loop(self) -> str:
-        if self.loop != "auto":
-            return self.loop
-        return "scan"  # measured fastest on CPU and the natural choice on GPUs
-
-
-def learning_rate(cfg: PPOConfig, env_steps) -> jax.Array:
-    """The learning rate after ``env_steps`` steps: piecewise linear between the schedule's
-    knots, the first knot's value before it and the last one's after it."""
-    if not cfg.lr_schedule:
-        return jnp.full(jnp.shape(env_steps), cfg.lr, jnp.float32)
-    xs = jnp.asarray([s for s, _ in cfg.lr_schedule], jnp.float32)
-    ys = jnp.asarray([v for _, v in cfg.lr_schedule], jnp.float32)
-    return jnp.interp(jnp.asarray(env_steps, jnp.float32), xs, ys)
-
-
-def gae(rewards, values, next_values, terminated, done, gamma: float, lam: float):
-    """Generalised advantage estimates with a bootstrap value for every step.
-
-    All inputs are time-major ``[T, ...]``: ``values[t]`` = V(o_t); ``next_values[t]`` = the
-    value of the observation that followed step t in the same episode (V(o_{t+1}), or the
-    value of the final observation where the episode was truncated); ``terminated[t]`` cuts
-    the bootstrap; ``done[t]`` (terminated or truncated) cuts the trace.
-
-        δ_t = r_t + γ·(1 − term_t)·V'_t − V_t,   Â_t = δ_t + γλ·(1 − done_t)·Â_{t+1}
-
-    Returns ``(advantages, returns)`` with returns = advantages + values.
-    """
-    not_term = 1.0 - terminated.astype(jnp.float32)
-    not_done = 1.0 - done.astype(jnp.float32)
-    deltas = rewards + gamma * not_term * next_values - values
-
-    def body(carry, x):
-        delta, cont = x
-        adv = delta + gamma * lam * cont * carry
-        return adv, adv
-
-    _, adv = jax.lax.scan(body, jnp.zeros_like(deltas[0]), (deltas, not_done), reverse=True)
-    return adv, adv + values
 
 
 def ppo_loss(cfg: PPOConfig, logits, values, batch, advantages, kl_coef):
@@ -375,7 +235,7 @@ class PPO:
             episode, finished = jax.vmap(jax.vmap(M.accumulator_step))(
                 ts.episode, reward, {k: events[k] for k in self.event_keys()}, done)
             # Episode metrics are computed only on steps where some episode ended.
-            sums = jax.lax.cond(jnp.any(done), _add_finished, lambda s, *_: s,
+            sums = jax.lax.cond(jnp.any(done), add_finished, lambda s, *_: s,
                                 sums, finished, done)
             transition = {
                 "obs": jax.tree.map(self.to_agents, ts.obs), "start": self.per_agent(ts.start),
@@ -393,7 +253,7 @@ class PPO:
             carry_in, traj = jax.lax.scan(one_step, carry_in, None, length=length)
             return carry_in, traj, ts.carry, ts.start
 
-        sums = _zero_sums(jax.eval_shape(M.episode_metrics, jax.tree.map(
+        sums = zero_sums(jax.eval_shape(M.episode_metrics, jax.tree.map(
             lambda x: x[0, 0], ts.episode)), s)
         full, rest = divmod(cfg.num_steps, cfg.seq_len)
         carry_in = (ts, sums)
@@ -416,7 +276,7 @@ class PPO:
         _, last_value, _ = self.policy_step(ts.params, ts.obs, ts.carry, ts.start)
         steps = cfg.steps_per_iteration
         ts = ts.replace(env_steps=ts.env_steps + steps)
-        return ts, traj, h0, last_value, _mean_finished(sums)
+        return ts, traj, h0, last_value, mean_finished(sums)
 
     def _final_value(self, params, final_state, carry, truncated):
         """V of each truncated episode's final observation (0 elsewhere), for the bootstrap.
@@ -604,38 +464,6 @@ class PPO:
 
     def _seed_mean(self, x):
         return x.reshape(self.num_seeds, self.num_agents).mean(axis=1)
-
-
-# --- episode metric sums over an iteration ---------------------------------------------------
-
-
-def _zero_sums(shapes, num_seeds):
-    zeros = {k: jnp.zeros((num_seeds,) + v.shape, jnp.float32) for k, v in shapes.items()}
-    return {"sum": zeros, "count": jnp.zeros((num_seeds,), jnp.float32)}
-
-
-def _add_finished(sums, finished, done):
-    """Add the metrics of episodes that ended this step ([S, E] accumulators) to per-seed sums."""
-    per_env = jax.vmap(jax.vmap(M.episode_metrics))(finished)
-    w = done.astype(jnp.float32)
-
-    def add(total, value):
-        value = jnp.where(jnp.isfinite(value), value, 0.0)
-        weight = w.reshape(w.shape + (1,) * (value.ndim - 2))
-        return total + (value * weight).sum(axis=1)
-
-    return {"sum": {k: add(sums["sum"][k], per_env[k]) for k in sums["sum"]},
-            "count": sums["count"] + w.sum(axis=1)}
-
-
-def _mean_finished(sums):
-    count = sums["count"]
-    out = {}
-    for k, total in sums["sum"].items():
-        c = count.reshape(count.shape + (1,) * (total.ndim - 1))
-        out[k] = jnp.where(c > 0, total / jnp.maximum(c, 1.0), jnp.nan)
-    out["episodes"] = count
-    return out
 
 
 __all__ = ["PPO", "PPOConfig", "TrainState", "gae", "learning_rate", "ppo_loss"]
