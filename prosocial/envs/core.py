@@ -81,6 +81,15 @@ class Env:
         return actions.astype(jnp.int32)
 
 
+def event_keys(env: Env) -> tuple[str, ...]:
+    """The names of ``info["events"]`` an environment reports, sorted (found by tracing one
+    step abstractly; nothing runs)."""
+    key = jax.random.PRNGKey(0)
+    state = jax.eval_shape(env.reset_state, key)
+    out = jax.eval_shape(env.step_state, key, state, jnp.zeros(env.num_agents, jnp.int32))
+    return tuple(sorted(out[4].get("events", {})))
+
+
 class Wrapper(Env):
     """Forwards everything it does not override to the wrapped environment."""
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from prosocial import metrics as M
 from prosocial import nets
-from prosocial.envs.core import Env
+from prosocial.envs.core import Env, event_keys
 
 
 def run_episodes(env: Env, net_cfg: nets.NetConfig, params: Any, key: jax.Array,
@@ -41,17 +41,12 @@ def run_episodes(env: Env, net_cfg: nets.NetConfig, params: Any, key: jax.Array,
 
 
 def _episode_fn(env, net_cfg, k, steps, greedy, record):
-    event_keys = None
+    names = event_keys(env)
 
     def run(params, key):
-        nonlocal event_keys
         k_reset, k_run = jax.random.split(key)
         obs, state = jax.vmap(env.reset)(jax.random.split(k_reset, k))
-        if event_keys is None:
-            out = jax.eval_shape(env.step_state, key, jax.tree.map(lambda x: x[0], state),
-                                 jnp.zeros(env.num_agents, jnp.int32))
-            event_keys = tuple(sorted(out[4].get("events", {})))
-        acc = jax.vmap(lambda _: M.accumulator_init(env.num_agents, event_keys))(jnp.zeros(k))
+        acc = jax.vmap(lambda _: M.accumulator_init(env.num_agents, names))(jnp.zeros(k))
         carry = nets.initial_carry(net_cfg, (env.num_agents, k))
 
         def body(c, key):
@@ -69,7 +64,7 @@ def _episode_fn(env, net_cfg, k, steps, greedy, record):
                 jax.random.split(k_env, k), state, action)
             events = info.get("events", {})
             acc, _ = jax.vmap(M.accumulator_step)(
-                acc, reward, {e: events[e] for e in event_keys}, jnp.zeros(k, bool))
+                acc, reward, {e: events[e] for e in names}, jnp.zeros(k, bool))
             frame = env.render(jax.tree.map(lambda x: x[0], state)) if record else None
             return (obs, state, carry, acc), frame
 

@@ -46,7 +46,7 @@ from flax import struct
 
 from prosocial import metrics as M
 from prosocial import nets
-from prosocial.envs.core import AutoReset, Env
+from prosocial.envs.core import AutoReset, Env, event_keys
 from prosocial.learners.advantages import gae
 from prosocial.learners.episodes import add_finished, mean_finished, zero_sums
 from prosocial.learners.ppo_config import PPOConfig, learning_rate
@@ -166,11 +166,7 @@ class PPO:
 
     def event_keys(self) -> tuple[str, ...]:
         if self._event_keys is None:
-            key = jax.random.PRNGKey(0)
-            _, state = jax.eval_shape(self.env.reset, key)
-            out = jax.eval_shape(self.env.step_state, key, state,
-                                 jnp.zeros(self.num_agents, jnp.int32))
-            self._event_keys = tuple(sorted(out[4].get("events", {})))
+            self._event_keys = event_keys(self.env)
         return self._event_keys
 
     def init(self, key: jax.Array) -> TrainState:
