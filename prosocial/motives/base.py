@@ -53,6 +53,8 @@ class Motive:
     """``info["events"]`` entries the motive reads."""
     learned = False
     """True if the motive owns parameters trained by :meth:`loss`."""
+    min_agents = 1
+    """Agents the environment needs (social motives compare agents)."""
 
     def check(self, env, event_keys: tuple[str, ...]) -> None:
         """Raise a clear error if ``env`` cannot support this motive."""
@@ -61,7 +63,7 @@ class Motive:
             raise ValueError(f"motive {self.name!r} needs the env events {missing}, which "
                              f"{env.env_id or type(env).__name__} does not report "
                              f"(it reports {sorted(event_keys)})")
-        if env.num_agents < 2 and self.name not in ("none",):
+        if env.num_agents < self.min_agents:
             raise ValueError(f"motive {self.name!r} compares agents; the env has one agent")
 
     def init_carry(self, num_seeds: int, num_envs: int, num_agents: int) -> Any:

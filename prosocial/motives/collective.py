@@ -35,6 +35,7 @@ class CollectiveReward(Motive):
     part is the other agents' rewards."""
 
     name = "collective"
+    min_agents = 2
 
     def intrinsic(self, params, carry, rollout, policy_params, seq_len):
         intrinsic = collective_reward(rollout.reward) - rollout.reward

@@ -129,6 +129,7 @@ class InequityAversion(Motive):
     (``smoothed=False``, the instantaneous variant). The trace is carried across rollouts."""
 
     name = "ia"
+    min_agents = 2
 
     def __init__(self, alpha: float = 0.0, beta: float = 0.05, gamma: float = 0.9,
                  lam: float = 0.9, smoothed: bool = True):

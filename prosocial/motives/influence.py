@@ -80,6 +80,7 @@ class SocialInfluence(Motive):
     """The SI motive; ``cfg`` is a :class:`prosocial.motives.config.MotiveConfig`."""
 
     name = "si"
+    min_agents = 2
     learned = True
 
     def __init__(self, cfg):
