@@ -79,9 +79,14 @@ def train_main(argv: list[str]) -> None:
 
 
 def load_policy(path: Path, checkpoint: int | None = None, seed_index: int = 0):
-    """``(config, params [N, ...], description)`` from a run directory or a safetensors file."""
-    from prosocial import nets
+    """``(config, populations, params, description)`` from a run directory or a safetensors
+    file: the run's populations laid out for one seed and that seed's parameters (a tuple,
+    one entry per population)."""
+    import dataclasses
+
     from prosocial.envs.registry import make
+    from prosocial.experiments.evaluate import seed_params
+    from prosocial.experiments.train import populations
     from prosocial.io import Checkpointer, load_run_config, load_safetensors
 
     if path.is_file() and path.suffix == ".safetensors":
@@ -90,10 +95,12 @@ def load_policy(path: Path, checkpoint: int | None = None, seed_index: int = 0):
             raise ValueError(f"{path} has no prosocial config in its metadata")
         cfg = from_dict(meta["config"])
         env = make(cfg.env, **cfg.env_kwargs())
-        target = nets.init_stacked(cfg.ppo.net, jax.random.PRNGKey(0), env.observation_space,
-                                   env.num_actions, (cfg.num_agents,))
+        pops = tuple(dataclasses.replace(p, layout=dataclasses.replace(p.layout, num_seeds=1))
+                     for p in populations(cfg, env))
+        target = tuple(p.policy.init(jax.random.split(jax.random.PRNGKey(0),
+                                                      p.layout.num_params)) for p in pops)
         params, _ = load_safetensors(path, target)
-        return cfg, params, f"{path} ({meta.get('source', 'exported policy')})"
+        return cfg, pops, params, f"{path} ({meta.get('source', 'exported policy')})"
     if not (path / "config.json").is_file():
         raise ValueError(f"{path} is neither a run directory (no config.json) nor a "
                          ".safetensors file")
@@ -109,9 +116,10 @@ def load_policy(path: Path, checkpoint: int | None = None, seed_index: int = 0):
             raise ValueError(f"{path} has no checkpoint yet")
         state, _ = ckpt.restore(checkpoint, target=abstract)
         step = checkpoint if checkpoint is not None else ckpt.latest_step()
-    n = cfg.num_agents
-    params = jax.tree.map(lambda x: x[seed_index * n:(seed_index + 1) * n], state.params)
-    return cfg, params, f"{path} checkpoint {step}, seed {seed_index}"
+    params = seed_params(learner.populations, state, seed_index)
+    pops = tuple(dataclasses.replace(p, layout=dataclasses.replace(p.layout, num_seeds=1))
+                 for p in learner.populations)
+    return cfg, pops, params, f"{path} checkpoint {step}, seed {seed_index}"
 
 
 def eval_main(argv: list[str]) -> None:
@@ -133,14 +141,14 @@ def eval_main(argv: list[str]) -> None:
     from prosocial.experiments.evaluate import metrics_table, run_episodes, write_episode_gif
 
     try:
-        cfg, params, what = load_policy(args.path, args.checkpoint, args.seed_index)
+        cfg, pops, params, what = load_policy(args.path, args.checkpoint, args.seed_index)
     except (ValueError, FileNotFoundError) as e:
         _fail("prosocial eval", str(e))
     env = make(cfg.env, **cfg.env_kwargs())
     key = jax.random.PRNGKey(args.seed)
     results, frames = {}, None
     for mode in ("sampled", "greedy"):
-        results[mode], rec = run_episodes(env, cfg.ppo.net, params, key, args.episodes,
+        results[mode], rec = run_episodes(env, pops, params, key, args.episodes,
                                           greedy=mode == "greedy", num_steps=args.steps,
                                           record=mode == "sampled")
         frames = rec if rec is not None else frames
@@ -163,7 +171,7 @@ def export_main(argv: list[str]) -> None:
     from prosocial.io import export_safetensors
 
     try:
-        cfg, params, what = load_policy(args.path, args.checkpoint, args.seed_index)
+        cfg, _, params, what = load_policy(args.path, args.checkpoint, args.seed_index)
     except (ValueError, FileNotFoundError) as e:
         _fail("prosocial export", str(e))
     out = args.out or args.path / "policy.safetensors"

@@ -1,78 +1,83 @@
 """Running trained policies: evaluation episodes, their metrics and GIFs.
 
-Used at the end of training (``episode.gif``) and by ``prosocial eval``. Policies are one
-seed's parameter sets stacked on the agent axis ``[N, ...]``; K episodes run in parallel,
-each from its own reset, for the environment's full episode length (or ``num_steps``).
+Used at the end of training (``episode.gif``) and by ``prosocial eval``. Policies are the
+run's populations with one seed's parameters (:func:`seed_params`); K episodes run in
+parallel through the same acting path as training (``prosocial.learners.rollout``), each
+from its own reset, for the environment's full episode length (or ``num_steps``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from prosocial import metrics as M
-from prosocial import nets
-from prosocial.envs.core import Env, event_keys
+from prosocial.envs.core import AutoReset, Env, event_keys
+from prosocial.learners.rollout import init_rollout_state, make_collect
 
 
-def run_episodes(env: Env, net_cfg: nets.NetConfig, params: Any, key: jax.Array,
-                 num_episodes: int, greedy: bool = False, num_steps: int | None = None,
+def seed_params(populations, state, seed_index: int) -> tuple:
+    """One seed's parameters of every population (from a run state), each ``[n, ...]``
+    (``[1, ...]`` for shared parameters)."""
+    out = []
+    for pop, ps in zip(populations, state.pops, strict=True):
+        width = 1 if pop.layout.shared else pop.layout.n
+        out.append(jax.tree.map(lambda x, w=width: x[seed_index * w:(seed_index + 1) * w],
+                                ps.params))
+    return tuple(out)
+
+
+def run_episodes(env: Env, populations, params: tuple, key: jax.Array, num_episodes: int,
+                 greedy: bool = False, num_steps: int | None = None,
                  record: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """Run ``num_episodes`` episodes of ``num_steps`` steps (default: ``env.max_steps``).
+    """Run ``num_episodes`` episodes of ``num_steps`` steps (default: ``env.max_steps``)
+    with one seed's ``params`` of ``populations`` (see :func:`seed_params`).
 
     Returns the per-episode §10 metrics ``{name: [K] or [K, N]}`` and, with ``record``,
     the rendered frames of the first episode ``uint8[T + 1, H, W, 3]``.
     """
     steps = int(num_steps or env.max_steps)
-    n = env.num_agents
-    first = jax.tree.leaves(params)[0].shape[0]
-    if first != n:
-        raise ValueError(f"the policy has {first} agents' parameters, the environment "
-                         f"{n} agents")
-    fn = _episode_fn(env, net_cfg, num_episodes, steps, greedy, record)
+    pops = tuple(dataclasses.replace(p, layout=dataclasses.replace(p.layout, num_seeds=1))
+                 for p in populations)
+    for pop, p in zip(pops, params, strict=True):
+        leaves = jax.tree.leaves(p)
+        if leaves and leaves[0].shape[0] != pop.layout.num_params:
+            raise ValueError(f"population {pop.name!r} has {leaves[0].shape[0]} parameter "
+                             f"sets; its agents need {pop.layout.num_params}")
+    fn = _episode_fn(env, pops, num_episodes, steps, greedy, record)
     totals, frames = fn(params, key)
     out = jax.device_get(jax.vmap(M.episode_metrics)(totals))
     return {k: np.asarray(v) for k, v in out.items()}, (np.asarray(frames) if record else None)
 
 
-def _episode_fn(env, net_cfg, k, steps, greedy, record):
+def _episode_fn(env, pops, k, steps, greedy, record):
+    env = AutoReset(env)
     names = event_keys(env)
+    collect = make_collect(env, pops, steps, bootstrap=(False,) * len(pops), greedy=greedy,
+                           record=record)
 
     def run(params, key):
         k_reset, k_run = jax.random.split(key)
-        obs, state = jax.vmap(env.reset)(jax.random.split(k_reset, k))
+        rs = init_rollout_state(env, pops, 1, k, k_reset, k_run)
+        first = env.render(jax.tree.map(lambda x: x[0, 0], rs.env_state)) if record else None
+        out = collect(params, rs)
+        rollout = out[1]
+        # Totals over the whole window, one episode per environment (no resets counted).
         acc = jax.vmap(lambda _: M.accumulator_init(env.num_agents, names))(jnp.zeros(k))
-        carry = nets.initial_carry(net_cfg, (env.num_agents, k))
 
-        def body(c, key):
-            obs, state, carry, acc = c
-            k_act, k_env = jax.random.split(key)
-            obs_p = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), obs)  # [N, K, ...]
-            logits, _, carry = nets.step(net_cfg, params, obs_p, carry,
-                                         jnp.zeros((env.num_agents, k), bool))
-            if greedy:
-                action = jnp.argmax(logits, axis=-1)
-            else:
-                action = jax.random.categorical(k_act, logits)
-            action = jnp.swapaxes(action, 0, 1).astype(jnp.int32)  # [K, N]
-            obs, state, reward, term, trunc, info = jax.vmap(env.step)(
-                jax.random.split(k_env, k), state, action)
-            events = info.get("events", {})
-            acc, _ = jax.vmap(M.accumulator_step)(
-                acc, reward, {e: events[e] for e in names}, jnp.zeros(k, bool))
-            frame = env.render(jax.tree.map(lambda x: x[0], state)) if record else None
-            return (obs, state, carry, acc), frame
+        def add(acc, x):
+            reward, events = x
+            acc, _ = jax.vmap(M.accumulator_step)(acc, reward, events, jnp.zeros(k, bool))
+            return acc, None
 
-        first = env.render(jax.tree.map(lambda x: x[0], state)) if record else None
-        (_, _, _, acc), frames = jax.lax.scan(body, (obs, state, carry, acc),
-                                              jax.random.split(k_run, steps))
-        if record:
-            frames = jnp.concatenate([first[None], frames])
+        acc, _ = jax.lax.scan(add, acc, (rollout.reward[:, 0],
+                                         {e: rollout.events[e][:, 0] for e in names}))
+        frames = jnp.concatenate([first[None], out[4]]) if record else None
         return acc, frames
 
     return jax.jit(run)

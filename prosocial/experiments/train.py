@@ -22,7 +22,7 @@ import numpy as np
 
 from prosocial.envs.registry import make
 from prosocial.experiments.config import TrainConfig, to_dict
-from prosocial.experiments.evaluate import run_episodes, write_episode_gif
+from prosocial.experiments.evaluate import run_episodes, seed_params, write_episode_gif
 from prosocial.io import (
     Checkpointer,
     MetricsLogger,
@@ -30,7 +30,10 @@ from prosocial.io import (
     create_run_dir,
     plot_learning_curves,
 )
+from prosocial.layout import Layout
+from prosocial.learners.population import ActorCritic, Population
 from prosocial.learners.ppo import PPO
+from prosocial.learners.runner import Runner
 
 # Config keys that may change when a run is resumed (a longer budget, a different cadence).
 MUTABLE_ON_RESUME = ("total_steps", "checkpoint_every", "keep_checkpoints", "gif_steps")
@@ -38,10 +41,30 @@ PLOTTED = ("collective_return", "returns", "intrinsic_return", "equality",
            "sustainability_time", "peace", "moa_accuracy")
 
 
-def build(cfg: TrainConfig) -> PPO:
-    """The environment and learner of a config (nothing compiled yet)."""
+def update_rule(name: str, cfg: TrainConfig):
+    """The update rule called ``name`` with its settings from ``cfg``."""
+    if name == "a2c":
+        from prosocial.learners.a2c import A2C
+
+        return A2C(cfg.a2c)
+    return PPO(cfg.ppo)
+
+
+def populations(cfg: TrainConfig, env) -> tuple[Population, ...]:
+    """The config's populations (``TrainConfig.population_specs``) for ``env``."""
+    out = []
+    for spec in cfg.population_specs():
+        layout = Layout(cfg.num_seeds, env.num_agents, spec.agents, spec.shared)
+        policy = ActorCritic(cfg.net, env.observation_space, env.num_actions)
+        out.append(Population(spec.name, layout, policy, update_rule(spec.learner, cfg),
+                              cfg.motive.build(), spec.trainable))
+    return tuple(out)
+
+
+def build(cfg: TrainConfig) -> Runner:
+    """The environment, populations and runner of a config (nothing compiled yet)."""
     env = make(cfg.env, **cfg.env_kwargs())
-    return PPO(cfg.ppo, env, num_seeds=cfg.num_seeds, motive=cfg.motive.build())
+    return Runner(env, populations(cfg, env), cfg.num_seeds, cfg.num_envs, cfg.num_steps)
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
@@ -65,7 +88,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
         logger = MetricsLogger(run_dir, cfg.num_seeds, resume_from_update=start)
         stop = _StopFlag()
         saved_at = start
-        with logger, stop, TrainingProgress(cfg.num_iterations * cfg.ppo.steps_per_iteration,
+        with logger, stop, TrainingProgress(cfg.num_iterations * cfg.steps_per_iteration,
                                             int(state.env_steps), disable=_disable(progress)
                                             ) as bar:
             done_here = 0
@@ -73,7 +96,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
                 t0 = time.perf_counter()
                 state, metrics = learner.iteration(state)
                 metrics = jax.device_get(metrics)
-                sps = cfg.ppo.steps_per_iteration / (time.perf_counter() - t0)
+                sps = cfg.steps_per_iteration / (time.perf_counter() - t0)
                 update, env_steps = int(state.update), int(state.env_steps)
                 metrics["sps"] = np.full(cfg.num_seeds, sps)
                 logger.log(update, env_steps, metrics)
@@ -97,15 +120,15 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
     return run_dir
 
 
-def _finish(cfg: TrainConfig, learner: PPO, state, run_dir: Path) -> None:
+def _finish(cfg: TrainConfig, learner: Runner, state, run_dir: Path) -> None:
     """Learning-curve plot and an evaluation GIF (also after a partial session)."""
     with contextlib.suppress(ValueError):  # nothing to plot before an episode ended
         plot_learning_curves(run_dir, run_dir / "learning_curves.png", ys=_plotted(run_dir),
                              title=f"{cfg.env}, {cfg.num_agents} agents")
         print(f"learning curves: {run_dir / 'learning_curves.png'}")
     if cfg.gif_steps:
-        params = jax.tree.map(lambda x: x[:learner.num_agents], state.params)
-        _, frames = run_episodes(learner.env.env, cfg.ppo.net, params,
+        params = seed_params(learner.populations, state, 0)
+        _, frames = run_episodes(learner.env.env, learner.populations, params,
                                  jax.random.PRNGKey(cfg.seed + 1), 1,
                                  num_steps=min(cfg.gif_steps, cfg.max_steps), record=True)
         path = write_episode_gif(frames, run_dir / "episode.gif")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from prosocial import nets
 
 
 @dataclass(frozen=True)
@@ -18,10 +16,6 @@ class PPOConfig:
     """Hyperparameters of recurrent PPO (defaults: a general-purpose setting; the SSD
     presets set specs.md §8.3's values)."""
 
-    num_envs: int = 8
-    """Parallel environments per seed."""
-    num_steps: int = 128
-    """Steps of every environment per iteration (the train batch is num_envs·num_steps)."""
     gamma: float = 0.99
     """Discount factor γ."""
     gae_lambda: float = 0.95
@@ -59,8 +53,6 @@ class PPOConfig:
     """Treat time-limit ends as terminal (no bootstrap), as RLlib did (specs B-20)."""
     loop: Literal["auto", "python", "scan"] = "auto"
     """Minibatch loop: compiled with lax.scan (auto: fastest measured) or driven from Python."""
-    net: nets.NetConfig = field(default_factory=nets.NetConfig)
-    """The actor-critic network."""
 
     def __post_init__(self):
         def positive_int(name):
@@ -68,8 +60,7 @@ class PPOConfig:
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
                 raise ValueError(f"ppo.{name} must be a positive integer, got {v!r}")
 
-        for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches",
-                     "seq_len"):
+        for name in ("num_epochs", "num_minibatches", "seq_len"):
             positive_int(name)
         for name in ("gamma", "gae_lambda"):
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -92,26 +83,18 @@ class PPOConfig:
                 raise ValueError(f"ppo.lr_schedule learning rates must be positive, got {knots}")
         if self.loop not in ("auto", "python", "scan"):
             raise ValueError(f"ppo.loop must be auto, python or scan, got {self.loop!r}")
-        if self.num_sequences % self.num_minibatches:
+
+    def check_batch(self, num_rows: int, num_steps: int) -> None:
+        """Raise if a rollout of ``num_rows`` batch rows (environments, or environments ×
+        agents with shared parameters) × ``num_steps`` steps does not split into
+        ``num_minibatches`` minibatches of whole sequences."""
+        chunks = -(-num_steps // self.seq_len)
+        if (num_rows * chunks) % self.num_minibatches:
             raise ValueError(
                 f"the train batch does not split into minibatches: num_envs × "
-                f"ceil(num_steps / seq_len) = {self.num_envs} × {self.chunks} = "
-                f"{self.num_sequences} sequences is not divisible by num_minibatches = "
+                f"ceil(num_steps / seq_len) = {num_rows} × {chunks} = "
+                f"{num_rows * chunks} sequences is not divisible by num_minibatches = "
                 f"{self.num_minibatches}")
-
-    @property
-    def chunks(self) -> int:
-        """Sequences per environment and iteration, ceil(num_steps / seq_len)."""
-        return -(-self.num_steps // self.seq_len)
-
-    @property
-    def num_sequences(self) -> int:
-        return self.num_envs * self.chunks
-
-    @property
-    def steps_per_iteration(self) -> int:
-        """Environment steps per seed in one iteration."""
-        return self.num_envs * self.num_steps
 
     def resolved_loop(self) -> str:
         if self.loop != "auto":

@@ -4,7 +4,7 @@
 from a training config (``--motive ia --motive.beta 0.05``).
 """
 
-from prosocial.motives.base import Motive, Rollout
+from prosocial.motives.base import Motive, PolicyView, Weighted
 from prosocial.motives.collective import CollectiveReward, collective_reward
 from prosocial.motives.config import MotiveConfig
 from prosocial.motives.inequity import InequityAversion, inequity_aversion, smooth_rewards
@@ -15,7 +15,8 @@ __all__ = [
     "InequityAversion",
     "Motive",
     "MotiveConfig",
-    "Rollout",
+    "PolicyView",
+    "Weighted",
     "SocialInfluence",
     "collective_reward",
     "inequity_aversion",

@@ -1,48 +1,56 @@
 """The motive interface: how a social motive turns a rollout into intrinsic rewards.
 
-A motive sees a whole rollout (:class:`Rollout`, env-major: ``[T, S, E, N, ...]`` for T
-steps, S seeds, E environments, N agents) and returns per-agent intrinsic rewards of the
-same layout; the learner adds them to the extrinsic rewards before computing advantages.
-It may carry state across rollouts (the smoothed-reward trace of inequity aversion, the
-MOA's recurrent state) and may own a learned model with parameters stacked per agent
-``[P, ...]`` (P = S·N), trained in the same compiled step as the policies through
-:meth:`Motive.loss`. Motives know nothing of a particular learner or environment: they read
-observations, actions, policy outputs, rewards and ``info["events"]``, and declare the
-events they need (:attr:`Motive.events`), which :meth:`Motive.check` verifies.
+A motive shapes one population (``prosocial.learners.population``). It sees the whole
+rollout (``prosocial.learners.rollout.Rollout``, env-major ``[T, S, E, N, ...]`` for T
+steps, S seeds, E environments, N agents: every agent's rewards and events) and returns
+intrinsic rewards ``[T, S, E, n]`` for the population's n agents; the learner adds them to
+the extrinsic rewards. It may carry state across rollouts (the smoothed-reward trace of
+inequity aversion, the MOA's recurrent state) and may own a learned model with parameters
+stacked per parameter set ``[P, ...]``, trained in the same compiled step as the policies
+through :meth:`Motive.loss`, with the policy's optimiser or its own
+(:meth:`Motive.optimizer`).
+
+Motives know nothing of a particular learner, its sequence length or the policy's
+parameters: what they may see of the policy comes through a :class:`PolicyView`. They read
+observations, actions, rewards and ``info["events"]``, and declare the events they need
+(:attr:`Motive.events`), which :meth:`Motive.check` verifies. :class:`Weighted` composes
+several motives in one population.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import struct
+
+from prosocial.layout import chunked_scan  # noqa: F401  (re-exported for motives)
 
 
-@struct.dataclass
-class Rollout:
-    """One rollout, time-major and env-major.
+@dataclass
+class PolicyView:
+    """What a motive may see of the policy it shapes, without knowing the learner.
 
-    Attributes:
-      obs: the observations the agents acted on, leaves ``[T, S, E, N, ...]``.
-      action: int32 ``[T, S, E, N]``.
-      logits: the policies' logits ``[T, S, E, N, A]``.
-      reward: extrinsic rewards ``[T, S, E, N]``.
-      start: bool ``[T, S, E]``, step t is the first of an episode.
-      done: bool ``[T, S, E]``, step t is the last of an episode.
-      events: ``{name: [T, S, E, N]}`` from ``info["events"]``.
-      env_steps: int, environment steps per seed before this rollout.
+    At rollout time (:meth:`Motive.intrinsic`): ``layout`` (the population's agents and
+    parameter-major layout, ``prosocial.layout.Layout``), ``logits`` the policy's logits
+    ``[T, P, B, A]`` on the rollout, ``features(obs)`` the policy torso's conv features of
+    observations ``[P, M, ...]`` → ``[P, M, D]``, and ``scan(body, carry, xs)``: a
+    ``lax.scan`` over the rollout's time axis that also returns the carry at the starts of
+    the learner's training sequences (return it as ``train_data["initial_carry"]``).
+
+    At training time (:meth:`Motive.loss`): ``features`` the minibatch's conv features
+    ``[P, B·L, D]``, ``logits`` the policy's new logits ``[P, B, L, A]``, ``starts`` bool
+    ``[P, B, L]``, ``mask`` (valid steps) and ``action``.
     """
 
-    obs: Any
-    action: jax.Array
-    logits: jax.Array
-    reward: jax.Array
-    start: jax.Array
-    done: jax.Array
-    events: dict
-    env_steps: jax.Array
+    layout: Any = None
+    logits: Any = None
+    features: Any = None
+    scan: Any = None
+    starts: Any = None
+    mask: Any = None
+    action: Any = None
 
 
 class Motive:
@@ -66,47 +74,104 @@ class Motive:
         if env.num_agents < self.min_agents:
             raise ValueError(f"motive {self.name!r} compares agents; the env has one agent")
 
-    def init_carry(self, num_seeds: int, num_envs: int, num_agents: int) -> Any:
-        """State carried from one rollout to the next (default: none)."""
+    def init_carry(self, layout, num_envs: int) -> Any:
+        """State carried from one rollout to the next (default: none). ``layout`` is the
+        population's :class:`prosocial.layout.Layout`."""
         return ()
 
-    def init_params(self, key, env, num_params: int, net_cfg) -> Any:
-        """Parameters of a learned model stacked ``[P, ...]`` (default: none)."""
+    def init_params(self, keys: jax.Array, env, policy) -> Any:
+        """Parameters of a learned model, one set per key, stacked ``[P, ...]``
+        (default: none). ``policy`` is the population's policy network."""
         return ()
 
-    def intrinsic(self, params, carry, rollout: Rollout, policy_params, seq_len: int) -> tuple[
+    def optimizer(self):
+        """The model's own optax transformation (learning rate included), or ``None`` to
+        train the model with the policy's optimiser and learning rate (SSD's MOA)."""
+        return None
+
+    def intrinsic(self, params, carry, rollout, view: PolicyView) -> tuple[
             Any, jax.Array, dict[str, jax.Array], dict[str, jax.Array]]:
-        """``(carry, intrinsic [T, S, E, N], diagnostics, train_extras)``.
+        """``(carry, intrinsic [T, S, E, n], diagnostics, train_data)`` for the n agents of
+        ``view.layout``.
 
-        ``diagnostics`` are per-seed means ``{name: [S] or [S, N]}`` logged as they are;
-        ``train_extras`` are per-step arrays ``[T, P, E, ...]`` that :meth:`loss` receives
-        cut into the same sequences as the learner's minibatches, except
-        ``initial_carry``: a recurrent model's state at the start of every ``seq_len``-step
-        chunk, ``[chunks, P, E, ...]`` (see :func:`chunked_scan`).
+        ``rollout`` is a :class:`prosocial.learners.rollout.Rollout` (env-major, all agents).
+        ``diagnostics`` are per-seed means ``{name: [S] or [S, n]}`` logged as they are;
+        ``train_data`` are per-step arrays ``[T, P, B, ...]`` that :meth:`loss` receives cut
+        into the learner's training sequences, except ``initial_carry``: a recurrent
+        model's states at the sequence starts, as returned by ``view.scan``.
         """
-        return carry, jnp.zeros_like(rollout.reward), {}, {}
+        return carry, jnp.zeros(rollout.reward.shape[:3] + (view.layout.n,),
+                                rollout.reward.dtype), {}, {}
 
-    def loss(self, params, policy_params, minibatch: dict, features: jax.Array,
-             starts: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def loss(self, params, minibatch: dict, view: PolicyView) -> tuple[
+            jax.Array, dict[str, jax.Array]]:
         """The model's loss on sequences ``[P, B, L, ...]`` (summed over P) and per-agent
-        diagnostics ``{name: [P]}``. ``features`` are the policy torso's conv features
-        ``[P, B·L, D]`` (shared layers, as in the papers' MOA)."""
+        diagnostics ``{name: [P]}``."""
         return jnp.zeros(()), {}
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name}
 
 
-def to_env_major(x: jax.Array, num_seeds: int) -> jax.Array:
-    """Learner layout ``[T, P, E, ...]`` → ``[T, S, E, N, ...]``."""
-    t, p, e = x.shape[:3]
-    return jnp.swapaxes(x.reshape((t, num_seeds, p // num_seeds, e) + x.shape[3:]), 2, 3)
+def select_agents(x: jax.Array, layout) -> jax.Array:
+    """Env-major per-step values of all agents ``[T, S, E, N, ...]`` → the population's
+    ``[T, S, E, n, ...]``."""
+    if layout.all_agents:
+        return x
+    return x[:, :, :, list(layout.agents)]
 
 
-def to_agent_major(x: jax.Array) -> jax.Array:
-    """``[T, S, E, N, ...]`` → learner layout ``[T, P, E, ...]``."""
-    t, s, e, n = x.shape[:4]
-    return jnp.swapaxes(x, 2, 3).reshape((t, s * n, e) + x.shape[4:])
+class Weighted(Motive):
+    """Several motives shaping one population, each with its weight: the intrinsic reward is
+    Σ_k w_k·r_k, learned models train side by side (their losses summed, each with its own
+    optimiser or the policy's), diagnostics are merged (names must not collide)."""
+
+    name = "weighted"
+
+    def __init__(self, motives, weights):
+        if len(motives) != len(weights) or not motives:
+            raise ValueError("Weighted needs one weight per motive and at least one motive")
+        self.motives, self.weights = tuple(motives), tuple(float(w) for w in weights)
+        self.events = tuple(sorted({e for m in self.motives for e in m.events}))
+        self.learned = any(m.learned for m in self.motives)
+        self.min_agents = max(m.min_agents for m in self.motives)
+        self.name = "+".join(m.name for m in self.motives)
+
+    def check(self, env, event_keys):
+        for m in self.motives:
+            m.check(env, event_keys)
+
+    def init_carry(self, layout, num_envs):
+        return tuple(m.init_carry(layout, num_envs) for m in self.motives)
+
+    def init_params(self, keys, env, policy):
+        return tuple(m.init_params(jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys),
+                                   env, policy) for i, m in enumerate(self.motives))
+
+    def optimizer(self):
+        return None  # the runner asks each member (see ``members``)
+
+    @property
+    def members(self):
+        return self.motives
+
+    def intrinsic(self, params, carry, rollout, view):
+        total, carries, diagnostics, extras = 0.0, [], {}, {}
+        for k, (m, w) in enumerate(zip(self.motives, self.weights, strict=True)):
+            c, r, d, x = m.intrinsic(params[k], carry[k], rollout, view)
+            total = total + w * r
+            carries.append(c)
+            diagnostics.update(d)
+            extras[str(k)] = x
+        return tuple(carries), total, diagnostics, extras
+
+    def loss(self, params, minibatch, view):
+        total, terms = jnp.zeros(()), {}
+        for k, m in enumerate(self.motives):
+            loss, t = m.loss(params[k], minibatch[str(k)], view)
+            total = total + loss
+            terms.update(t)
+        return total, terms
 
 
 def finished_episode_sums(running: jax.Array, values: jax.Array, start: jax.Array,
@@ -128,29 +193,3 @@ def finished_episode_sums(running: jax.Array, values: jax.Array, start: jax.Arra
     count = w.sum(axis=(0, 2))
     mean = (totals * w).sum(axis=(0, 2)) / jnp.maximum(count, 1.0)
     return running, jnp.where(count > 0, mean, jnp.nan)
-
-
-def chunked_scan(body, carry, xs, seq_len: int):
-    """``lax.scan(body, carry, xs)`` over time, also returning the carry at the start of
-    every ``seq_len``-step chunk (``[chunks, ...]``, the last chunk possibly shorter) — the
-    initial recurrent states of the learner's training sequences, without storing the
-    state of every step."""
-    length = jax.tree.leaves(xs)[0].shape[0]
-    full, rest = divmod(length, seq_len)
-    ys, starts = [], []
-    if full:
-        def chunk(c, x):
-            c_end, y = jax.lax.scan(body, c, x)
-            return c_end, (y, c)
-
-        head = jax.tree.map(lambda x: x[:full * seq_len].reshape(
-            (full, seq_len) + x.shape[1:]), xs)
-        carry, (y, c0) = jax.lax.scan(chunk, carry, head)
-        ys.append(jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), y))
-        starts.append(c0)
-    if rest:
-        starts.append(jax.tree.map(lambda x: x[None], carry))
-        carry, y = jax.lax.scan(body, carry, jax.tree.map(lambda x: x[full * seq_len:], xs))
-        ys.append(y)
-    cat = lambda *parts: jnp.concatenate(parts)  # noqa: E731
-    return carry, jax.tree.map(cat, *ys), jax.tree.map(cat, *starts)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from prosocial.motives.base import Motive
+from prosocial.motives.base import Motive, select_agents
 
 
 def collective_reward(rewards) -> jax.Array:
@@ -37,6 +37,6 @@ class CollectiveReward(Motive):
     name = "collective"
     min_agents = 2
 
-    def intrinsic(self, params, carry, rollout, policy_params, seq_len):
+    def intrinsic(self, params, carry, rollout, view):
         intrinsic = collective_reward(rollout.reward) - rollout.reward
-        return carry, intrinsic, {}, {}
+        return carry, select_agents(intrinsic, view.layout), {}, {}

@@ -22,7 +22,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from prosocial.motives.base import Motive
+from prosocial.motives.base import Motive, select_agents
 
 
 def _as_float(x) -> jax.Array:
@@ -142,10 +142,10 @@ class InequityAversion(Motive):
         self.alpha, self.beta, self.gamma_lambda = alpha, beta, gamma * lam
         self.smoothed = smoothed
 
-    def init_carry(self, num_seeds, num_envs, num_agents):
-        return jnp.zeros((num_seeds, num_envs, num_agents), jnp.float32)
+    def init_carry(self, layout, num_envs):
+        return jnp.zeros((layout.num_seeds, num_envs, layout.num_agents), jnp.float32)
 
-    def intrinsic(self, params, carry, rollout, policy_params, seq_len):
+    def intrinsic(self, params, carry, rollout, view):
         rewards = rollout.reward
         if self.smoothed:
             # The carried trace belongs to the previous episode where step 0 starts one.
@@ -154,5 +154,5 @@ class InequityAversion(Motive):
             carry = w[-1]
         else:
             w = rewards
-        u = inequity_aversion(w, self.alpha, self.beta)
+        u = select_agents(inequity_aversion(w, self.alpha, self.beta), view.layout)
         return carry, u, {"inequity_aversion_reward": u.mean(axis=(0, 2))}, {}

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from prosocial import nets
-from prosocial.motives.base import Motive, chunked_scan, to_agent_major, to_env_major
+from prosocial.motives.base import Motive
 
 
 def influence_weight(knots, weight: float, env_steps) -> jax.Array:
@@ -108,8 +108,8 @@ class SocialInfluence(Motive):
 
     # --- model ---------------------------------------------------------------------------
 
-    def init_params(self, key, env, num_params, net_cfg):
-        self.net_cfg = net_cfg
+    def init_params(self, keys, env, policy):
+        net_cfg = policy.cfg
         shape = env.observation_space.spaces["rgb"].shape
         k = net_cfg.conv_kernel
         width = (shape[0] - k + 1) * (shape[1] - k + 1) * net_cfg.conv_filters
@@ -131,11 +131,12 @@ class SocialInfluence(Motive):
             params["out"] = nets._dense(next(keys), h, (n - 1) * a, net_cfg.head_init_scale)
             return params
 
-        return jax.vmap(one)(jax.random.split(key, num_params))
+        return jax.vmap(one)(keys)
 
-    def init_carry(self, num_seeds, num_envs, num_agents):
+    def init_carry(self, layout, num_envs):
         h = self.cfg.moa_lstm_size
-        zeros = jnp.zeros((num_seeds * num_agents, num_envs, h), jnp.float32)
+        batch = num_envs * (layout.n if layout.shared else 1)
+        zeros = jnp.zeros((layout.num_params, batch, h), jnp.float32)
         return (zeros, zeros)
 
     def _gates_x(self, params, features, actions):
@@ -172,13 +173,15 @@ class SocialInfluence(Motive):
 
     # --- rewards -------------------------------------------------------------------------------
 
-    def intrinsic(self, params, carry, rollout, policy_params, seq_len):
+    def intrinsic(self, params, carry, rollout, view):
         cfg = self.cfg
-        t, s, e, n = rollout.action.shape
-        p = s * n
-        own_first = to_agent_major(rollout.action[..., self.own_first])  # [T, P, E, N]
-        starts = to_agent_major(jnp.repeat(rollout.start[..., None], n, axis=-1))
-        visible = to_agent_major(rollout.obs["visible"])
+        lay = view.layout
+        t, s = rollout.action.shape[:2]
+        to_params, to_envs = lay.time_to_params, lay.time_to_envs
+        # [T, S, E, N, N] (row i: agent i's own-first order of the actions) → [T, P, B, N]
+        own_first = to_params(rollout.action[..., self.own_first])
+        starts = jax.vmap(lay.per_param)(rollout.start)
+        visible = to_params(rollout.obs["visible"])
         if not cfg.influence_only_when_visible:
             visible = jnp.ones_like(visible)
         rows = self._own_action_rows(params)  # [P, A, 4H]
@@ -187,7 +190,7 @@ class SocialInfluence(Motive):
         def body(c, x):
             # Features are computed step by step: a whole rollout's would not fit in memory.
             rgb, acts, st, logits, vis = x
-            features = nets.conv_features(self.net_cfg, policy_params, {"rgb": rgb})
+            features = view.features({"rgb": rgb})
             gx = self._gates_x(params, features, acts)  # [P, E, 4H]
             c = nets.reset_carry(c, st)
             new, h = nets.lstm_cell(params, c, gx)
@@ -196,6 +199,7 @@ class SocialInfluence(Motive):
             base = gx - jnp.einsum("pea,pag->peg", jax.nn.one_hot(own, num_a), rows)
             cf = base[:, :, None] + rows[:, None]  # [P, E, A, 4H]
             c_cf = jax.tree.map(lambda v: jnp.repeat(v[:, :, None], num_a, axis=2), c)
+            p, e = gx.shape[:2]
             flat = lambda v: v.reshape(p, -1, v.shape[-1])  # noqa: E731
             _, h_cf = nets.lstm_cell(params, jax.tree.map(flat, c_cf), flat(cf))
             cond = self._predict(params, h_cf.reshape(p, e, num_a, -1))  # [P, E, A, N-1, A]
@@ -203,21 +207,20 @@ class SocialInfluence(Motive):
             guess = jnp.argmax(self._predict(params, h), axis=-1)  # [P, E, N-1]
             return new, (infl, guess)
 
-        policy_logits = to_agent_major(rollout.logits)
-        rgb = to_agent_major(rollout.obs["rgb"])
-        new_carry, (c, guess), chunk_carries = chunked_scan(
-            body, carry, (rgb, own_first, starts, policy_logits, visible), seq_len)
-        valid = ~to_agent_major(jnp.repeat(rollout.done[..., None], n, axis=-1))
+        rgb = to_params(rollout.obs["rgb"])
+        new_carry, (c, guess), chunk_carries = view.scan(
+            body, carry, (rgb, own_first, starts, view.logits, visible))
+        valid = ~jax.vmap(lay.per_param)(rollout.done)
         c = jnp.where(valid, jnp.clip(c, -cfg.influence_reward_clip,
                                       cfg.influence_reward_clip), 0.0)
         c = jnp.where(jnp.all(jnp.isfinite(c)), c, 0.0)
         weight = influence_weight(cfg.influence_schedule, cfg.influence_reward_weight,
                                   rollout.env_steps)
-        reward = to_env_major(weight * c, s)
+        reward = to_envs(weight * c)
 
         # Training targets: the others' actions and visibility at t + 1.
-        others = to_agent_major(rollout.action[..., self.own_first[:, 1:]])  # [T, P, E, N-1]
-        vis = to_agent_major(rollout.obs["visible"])  # the training mask ignores the flag
+        others = own_first[..., 1:]  # [T, P, B, N-1]
+        vis = to_params(rollout.obs["visible"])  # the training mask ignores the flag
         next_others = jnp.concatenate([others[1:], jnp.zeros_like(others[:1])])
         next_visible = jnp.concatenate([vis[1:], jnp.zeros_like(vis[:1])])
         if not cfg.train_moa_only_when_visible:
@@ -228,9 +231,9 @@ class SocialInfluence(Motive):
         w = next_visible.astype(jnp.float32)
         per_agent = (hits * w).sum(axis=(0, 2, 3)) / jnp.maximum(w.sum(axis=(0, 2, 3)), 1.0)
         diagnostics = {
-            "influence_reward": to_env_major(c, s).mean(axis=(0, 2)) * weight,
+            "influence_reward": lay.scatter(to_envs(c).mean(axis=(0, 2))) * weight,
             "influence_weight": jnp.full((s,), weight),
-            "moa_accuracy": per_agent.reshape(s, n).mean(axis=1),
+            "moa_accuracy": lay.seed_mean(per_agent),
         }
         extras = {"initial_carry": chunk_carries, "own_first_actions": own_first,
                   "next_others": next_others, "next_visible": next_visible}
@@ -238,7 +241,8 @@ class SocialInfluence(Motive):
 
     # --- loss --------------------------------------------------------------------------------
 
-    def loss(self, params, policy_params, mb, features, starts):
+    def loss(self, params, mb, view):
+        features, starts = view.features, view.starts
         p, b, length = starts.shape
         gates = self._gates_x(params, features, mb["own_first_actions"].reshape(p, b * length,
                                                                                -1))
@@ -248,7 +252,7 @@ class SocialInfluence(Motive):
         logits = self._predict(params, jnp.moveaxis(outputs, 1, 0))  # [P, L, B, N-1, A]
         logits = jnp.swapaxes(logits, 1, 2)  # [P, B, L, N-1, A]
         targets = mb["next_others"]
-        w = (mb["next_visible"] * mb["mask"][..., None]).astype(jnp.float32)
+        w = (mb["next_visible"] * view.mask[..., None]).astype(jnp.float32)
         ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None],
                                   axis=-1)[..., 0]
         moa_loss = (ce * w).sum(axis=(1, 2, 3)) / jnp.maximum(w.sum(axis=(1, 2, 3)), 1.0)

@@ -1,0 +1,250 @@
+"""Training a tuple of populations over one rollout.
+
+``Runner(env, populations, num_seeds, num_envs, num_steps)``; ``init(key)`` gives a
+:class:`RunState`; ``iteration(state)`` collects one rollout of every population
+(``prosocial.learners.rollout``), then for each population that learns: its motive's
+intrinsic rewards, its update rule's targets (``prepare``), and the gradient steps of its
+policy and its motive's model on the rollout's sequences (:func:`make_sgd`). Metrics of the
+iteration are per seed: the episode metrics of the rollout, and each population's losses
+(prefixed ``<population>/`` when a run has more than one population).
+
+Populations that do not learn (``update=None`` or ``trainable=False``) keep their
+parameters bit for bit; within a learning population the per-parameter-set learning rate
+is the hook for training only some of its agents.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from prosocial.envs.core import AutoReset, event_keys
+from prosocial.layout import chunk_starts, chunked_scan, to_sequences
+from prosocial.learners.rollout import RolloutState, init_rollout_state, make_collect
+from prosocial.learners.sgd import make_sgd
+from prosocial.motives.base import PolicyView, finished_episode_sums
+
+
+@struct.dataclass
+class PopState:
+    """One population's learning state; parameter-major ``[P, ...]``."""
+
+    params: Any
+    opt_state: Any
+    learner: Any  # the update rule's own state (PPO: the adaptive KL coefficient)
+    motive_params: Any
+    motive_opt_state: Any
+    motive_carry: Any
+    intrinsic_running: jax.Array  # [S, E, n] intrinsic return of the current episodes
+
+
+@struct.dataclass
+class RunState:
+    """Everything a run needs to continue: saved whole in checkpoints."""
+
+    rollout: RolloutState
+    pops: tuple
+    update: jax.Array  # int, iterations done
+
+    @property
+    def env_steps(self):
+        return self.rollout.env_steps
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Runner:
+    """Collect-and-update iterations of ``populations`` in ``env`` (module docstring)."""
+
+    def __init__(self, env, populations, num_seeds: int = 1, num_envs: int = 8,
+                 num_steps: int = 128):
+        self.num_seeds = _positive_int("num_seeds", num_seeds)
+        self.num_envs = _positive_int("num_envs", num_envs)
+        self.num_steps = _positive_int("num_steps", num_steps)
+        self.env = env if isinstance(env, AutoReset) else AutoReset(env)
+        self.populations = tuple(populations)
+        self._check_populations()
+        keys = event_keys(self.env)
+        for pop in self.populations:
+            pop.motive.check(self.env, keys)
+            if pop.update is not None:
+                rows = self.num_envs * (pop.layout.n if pop.layout.shared else 1)
+                pop.update.check(rows, self.num_steps)
+        lens = [min(p.update.seq_len(self.num_steps), self.num_steps)
+                for p in self.populations if p.update is not None]
+        self.chunk_len = math.gcd(*lens) if lens else self.num_steps
+        bootstrap = tuple(p.update is not None and p.update.bootstrap
+                          for p in self.populations)
+        self._collect = jax.jit(make_collect(self.env, self.populations, self.num_steps,
+                                             self.chunk_len, bootstrap), donate_argnums=1)
+        self._prepare = {}
+        self._sgd = {}
+        for i, pop in enumerate(self.populations):
+            if pop.learns:
+                self._prepare[i] = jax.jit(partial(self._prepare_impl, i))
+                self._sgd[i] = make_sgd(pop)
+
+    def _check_populations(self):
+        n = self.env.num_agents
+        if not self.populations:
+            raise ValueError("a run needs at least one population")
+        seen: dict[int, str] = {}
+        names = set()
+        for pop in self.populations:
+            if pop.name in names:
+                raise ValueError(f"two populations are named {pop.name!r}")
+            names.add(pop.name)
+            if pop.layout.num_seeds != self.num_seeds or pop.layout.num_agents != n:
+                raise ValueError(f"population {pop.name!r} is laid out for "
+                                 f"{pop.layout.num_seeds} seeds × {pop.layout.num_agents} "
+                                 f"agents, the run has {self.num_seeds} × {n}")
+            for a in pop.layout.agents:
+                if not 0 <= a < n:
+                    raise ValueError(f"population {pop.name!r}: agent {a} is not in "
+                                     f"0..{n - 1}")
+                if a in seen:
+                    raise ValueError(f"agent {a} is in populations {seen[a]!r} and "
+                                     f"{pop.name!r}")
+                seen[a] = pop.name
+        missing = sorted(set(range(n)) - set(seen))
+        if missing:
+            raise ValueError(f"agents {missing} belong to no population")
+
+    @property
+    def num_agents(self) -> int:
+        return self.env.num_agents
+
+    @property
+    def steps_per_iteration(self) -> int:
+        """Environment steps per seed in one iteration."""
+        return self.num_envs * self.num_steps
+
+    # --- init ------------------------------------------------------------------------------
+
+    def init(self, key: jax.Array) -> RunState:
+        s, n = self.num_seeds, self.num_agents
+        k_param, k_env, k_run, k_motive = jax.random.split(key, 4)
+        # Agent i of seed s draws the same initial parameters whatever the populations.
+        param_keys = jax.random.split(k_param, s * n).reshape(s, n, -1)
+        motive_keys = jax.random.split(k_motive, s * n).reshape(s, n, -1)
+        pops = []
+        for pop in self.populations:
+            lay = pop.layout
+            pkeys, mkeys = _layout_keys(param_keys, lay), _layout_keys(motive_keys, lay)
+            params = pop.policy.init(pkeys)
+            learner, opt_state = (), ()
+            mparams, mopt = (), ()
+            if pop.update is not None:
+                opt_state = jax.vmap(pop.update.optimizer().init)(params)
+                learner = pop.update.init_state(lay.num_params)
+            if pop.motive.learned:
+                mparams = pop.motive.init_params(mkeys, self.env, pop.policy)
+                mtx = pop.motive.optimizer() or (pop.update.optimizer() if pop.update
+                                                 else None)
+                mopt = jax.vmap(mtx.init)(mparams) if mtx is not None else ()
+            pops.append(PopState(
+                params=params, opt_state=opt_state, learner=learner, motive_params=mparams,
+                motive_opt_state=mopt, motive_carry=pop.motive.init_carry(lay, self.num_envs),
+                intrinsic_running=jnp.zeros((s, self.num_envs, lay.n), jnp.float32)))
+        rollout = init_rollout_state(self.env, self.populations, s, self.num_envs, k_env,
+                                     k_run)
+        state = RunState(rollout=rollout, pops=tuple(pops), update=jnp.zeros((), jnp.int32))
+        # Leaves built from one zeros array share a buffer, which donation rejects.
+        return jax.tree.map(jnp.copy, state)
+
+    # --- one iteration ----------------------------------------------------------------------
+
+    def iteration(self, state: RunState) -> tuple[RunState, dict[str, jax.Array]]:
+        """Collect one rollout and update every learning population on it."""
+        env_steps = state.rollout.env_steps
+        lrs = {i: pop.update.learning_rate(env_steps) for i, pop in enumerate(self.populations)
+               if pop.learns}  # before this batch's steps, as RLlib
+        params = tuple(ps.params for ps in state.pops)
+        rollout_state, rollout, chunk_carries, metrics = self._collect(params, state.rollout)
+        metrics = dict(metrics)
+        pops = list(state.pops)
+        many = len(self.populations) > 1
+        for i, pop in enumerate(self.populations):
+            if not pop.learns:
+                continue
+            batch, carry0, ps, shaping = self._prepare[i](pops[i], rollout, chunk_carries[i])
+            key, rollout_state = _split_update_key(rollout_state)
+            ps, pop_metrics = self._sgd[i](ps, batch, carry0, key, lrs[i])
+            pops[i] = ps
+            pop_metrics.update(shaping)
+            for k, v in pop_metrics.items():
+                # Per-agent diagnostics of all agents ([S, N]) keep their names.
+                name = f"{pop.name}/{k}" if many and not _global(k) else k
+                metrics[name] = v
+        state = RunState(rollout=rollout_state, pops=tuple(pops), update=state.update + 1)
+        return state, metrics
+
+    def _prepare_impl(self, i, ps: PopState, rollout, chunk_carry):
+        """Intrinsic rewards, the update rule's targets and the sequence layout
+        ``[P, chunks·B, L, ...]`` of population i's part of a rollout."""
+        pop = self.populations[i]
+        lay, rule = pop.layout, pop.update
+        seq_len = min(rule.seq_len(self.num_steps), self.num_steps)
+        view = PolicyView(layout=lay, logits=rollout.policy[i]["logits"],
+                          features=partial(pop.policy.features, ps.params)
+                          if hasattr(pop.policy, "features") else None,
+                          scan=partial(chunked_scan, seq_len=seq_len))
+        motive_carry, intrinsic, diagnostics, extras = pop.motive.intrinsic(
+            ps.motive_params, ps.motive_carry, rollout, view)
+        running, intrinsic_return = finished_episode_sums(
+            ps.intrinsic_running, intrinsic, rollout.start, rollout.done)
+        ps = ps.replace(motive_carry=motive_carry, intrinsic_running=running)
+        metrics = dict(diagnostics)
+        if pop.motive.name != "none":
+            metrics["intrinsic_return"] = lay.scatter(intrinsic_return)
+        to_params = lay.time_to_params
+        per_param = jax.vmap(lay.per_param)
+        out = rollout.policy[i]
+        batch = {
+            "reward": to_params(rollout.reward) + to_params(intrinsic),
+            "value": out["value"], "final_value": out["final_value"],
+            "bootstrap_value": out["bootstrap_value"],
+            "terminated": to_params(rollout.terminated), "truncated": per_param(
+                rollout.truncated),
+        }
+        targets = rule.prepare(batch)
+        motive_carry0 = extras.pop("initial_carry", ())
+        seqs = {"obs": jax.tree.map(to_params, rollout.obs), "start": per_param(rollout.start),
+                "action": to_params(rollout.action), "logits": out["logits"],
+                "value": out["value"], "mask": to_params(rollout.active), "motive": extras,
+                **targets}
+        seqs = jax.tree.map(partial(to_sequences, seq_len=seq_len), seqs)
+        every = seq_len // self.chunk_len
+        carry0 = jax.tree.map(lambda x: chunk_starts(x[::every]), chunk_carry)
+        return seqs, (carry0, jax.tree.map(chunk_starts, motive_carry0)), ps, metrics
+
+
+def _layout_keys(keys, lay):
+    """Per-(seed, agent) keys ``[S, N, 2]`` → one per parameter set of ``lay``."""
+    keys = keys[:, list(lay.agents)]
+    if lay.shared:
+        return keys[:, 0]
+    return keys.reshape((-1,) + keys.shape[2:])
+
+
+def _split_update_key(rs: RolloutState):
+    keys = jax.vmap(jax.random.split)(rs.key)
+    return keys[0, 1], rs.replace(key=keys[:, 0])
+
+
+def _global(name: str) -> bool:
+    """Metrics already laid out over all agents (scattered to global agent ids)."""
+    return name == "intrinsic_return"
+
+
+__all__ = ["PopState", "RunState", "Runner", "np"]
