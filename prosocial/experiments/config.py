@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import tyro
 
 from prosocial.envs.registry import list_envs
+from prosocial.learners.a2c_config import A2CConfig
 from prosocial.learners.ppo import PPOConfig
 from prosocial.motives.config import MotiveConfig
 from prosocial.nets import NetConfig
@@ -104,6 +105,8 @@ class TrainConfig:
     """The policy network of every population."""
     ppo: Annotated[PPOConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=PPOConfig)
     """PPO's settings (populations learning with ppo)."""
+    a2c: A2CConfig = field(default_factory=A2CConfig)
+    """A2C's settings (populations learning with a2c: ``--a2c.lr``, …)."""
     motive: MotiveConfig = field(default_factory=MotiveConfig)
     """The social motive (``--motive ia --motive.beta 0.05``)."""
 

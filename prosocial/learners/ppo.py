@@ -29,45 +29,13 @@ minibatches, measured faster on the 2-core CPU too (Cleanup 128×128, 1 epoch: 7
 
 from __future__ import annotations
 
-import distrax
 import jax
 import jax.numpy as jnp
 import optax
 
 from prosocial.learners.advantages import gae
+from prosocial.learners.losses import ppo_loss
 from prosocial.learners.ppo_config import PPOConfig, learning_rate
-
-
-def ppo_loss(cfg: PPOConfig, logits, values, batch, advantages, kl_coef):
-    """Per-agent PPO loss (module docstring) averaged over valid steps.
-
-    ``logits`` [P, B, L, A] and ``values`` [P, B, L] are the new outputs; ``batch`` holds the
-    rollout's ``action``, ``logits`` (old), ``value`` (old), ``returns`` and ``mask``, each
-    [P, B, L]; ``kl_coef`` [P]. Returns the summed loss over P (each agent's gradient comes
-    from its own term only) and the per-agent terms ``[P]``.
-    """
-    mask = batch["mask"].astype(jnp.float32)
-    count = jnp.maximum(mask.sum(axis=(1, 2)), 1.0)
-
-    def mean(x):
-        return (x * mask).sum(axis=(1, 2)) / count
-
-    new = distrax.Categorical(logits=logits)
-    old = distrax.Categorical(logits=batch["logits"])
-    logp = new.log_prob(batch["action"])
-    ratio = jnp.exp(logp - old.log_prob(batch["action"]))
-    surrogate = jnp.minimum(ratio * advantages,
-                            jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * advantages)
-    kl = old.kl_divergence(new)
-    entropy = new.entropy()
-    v_old, target = batch["value"], batch["returns"]
-    v_clipped = v_old + jnp.clip(values - v_old, -cfg.vf_clip, cfg.vf_clip)
-    vf = jnp.maximum(jnp.square(values - target), jnp.square(v_clipped - target))
-    terms = {"policy_loss": -mean(surrogate), "value_loss": mean(vf), "entropy": mean(entropy),
-             "kl": mean(kl), "clip_fraction": mean(jnp.abs(ratio - 1) > cfg.clip_eps)}
-    total = (terms["policy_loss"] + kl_coef * terms["kl"] + cfg.vf_coef * terms["value_loss"]
-             - cfg.ent_coef * terms["entropy"])
-    return total.sum(), terms
 
 
 class PPO:
