@@ -3,6 +3,7 @@ the learning-rate schedule, the loss terms, LSTM state resets, the adaptive KL c
 the sequence layout and bad configurations (specs.md §8.3)."""
 
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -10,38 +11,14 @@ import numpy as np
 import pytest
 
 from prosocial import nets
-from prosocial.envs.core import Env
-from prosocial.envs.spaces import Box, Dict, Discrete
+from prosocial.envs.spaces import Box, Dict
+from prosocial.layout import to_sequences
 from prosocial.learners.ppo import PPO, PPOConfig, gae, learning_rate, ppo_loss
 
 LN3 = 1.0986122886681098  # ln 3
 LN055, LN045 = -0.5978370007556204, -0.7985076962177716  # ln 0.55, ln 0.45
 
 
-class _Dummy(Env):
-    """A trivial environment (zero observations and rewards): PPO needs one to exist."""
-
-    env_id = "dummy"
-    max_steps = 10
-
-    def __init__(self, num_agents):
-        self.num_agents = num_agents
-        self.observation_space = Dict({"obs": Box(-1.0, 1.0, (3,))})
-        self.action_space = Discrete(2)
-
-    def reset_state(self, key):
-        return jnp.zeros((), jnp.int32)
-
-    def step_state(self, key, state, actions):
-        state = state + 1
-        return (state, jnp.zeros((self.num_agents,)), jnp.asarray(False),
-                state >= self.max_steps, {"events": {}})
-
-    def observe(self, state):
-        return {"obs": jnp.zeros((self.num_agents, 3))}
-
-
-FF = nets.NetConfig(lstm_size=None, hidden_sizes=(4,))
 
 
 # --- GAE -------------------------------------------------------------------------------------
@@ -83,22 +60,15 @@ def test_gae_truncation_and_termination():
     (True, [0.95, -1.0, 2.43, 0.6, 1.05]),
 ])
 def test_prepare_bootstraps_truncation_from_the_final_value(ref_terminal, expected):
-    cfg = PPOConfig(num_envs=1, num_steps=5, seq_len=5, num_minibatches=1, gamma=0.9,
-                    gae_lambda=0.5, normalize_advantages=False, net=FF,
-                    ref_horizon_is_terminal=ref_terminal)
-    learner = PPO(cfg, _Dummy(1), num_seeds=1)
-    state = learner.init(jax.random.PRNGKey(0))
+    cfg = PPOConfig(seq_len=5, num_minibatches=1, gamma=0.9, gae_lambda=0.5,
+                    normalize_advantages=False, ref_horizon_is_terminal=ref_terminal)
     col = lambda x, dtype=jnp.float32: jnp.asarray(x, dtype).reshape(5, 1, 1)  # noqa: E731
-    traj = {
-        "obs": {"obs": jnp.zeros((5, 1, 1, 3))}, "start": col([1, 0, 1, 0, 1], bool),
-        "action": col([0] * 5, jnp.int32), "logits": jnp.zeros((5, 1, 1, 2)),
-        "value": col(VALUES), "reward": col(REWARDS), "terminated": col(TERMINATED, bool),
-        "truncated": col(TRUNCATED, bool), "final_value": col([0, 2.0, 0, 0, 0]),
-        "events": {}}
-    batch, _, _, _ = learner._prepare(state.replace(env_steps=state.env_steps + 5), traj,
-                                      (), jnp.full((1, 1), 1.5))
-    np.testing.assert_allclose(batch["advantages"][0, 0], expected, atol=1e-5)
-    np.testing.assert_allclose(batch["returns"][0, 0], np.add(expected, VALUES), atol=1e-5)
+    batch = {"value": col(VALUES), "reward": col(REWARDS), "terminated": col(TERMINATED, bool),
+             "truncated": col(TRUNCATED, bool), "final_value": col([0, 2.0, 0, 0, 0]),
+             "bootstrap_value": jnp.full((1, 1), 1.5)}
+    out = PPO(cfg).prepare(batch)
+    np.testing.assert_allclose(out["advantages"][:, 0, 0], expected, atol=1e-5)
+    np.testing.assert_allclose(out["returns"][:, 0, 0], np.add(expected, VALUES), atol=1e-5)
 
 
 # --- learning rate ---------------------------------------------------------------------------
@@ -243,19 +213,18 @@ def test_unroll_equals_stepping_with_reset_mid_sequence():
 
 
 def test_adapt_kl():
-    ppo = PPO(PPOConfig(kl_target=0.01, net=FF), _Dummy(1))
+    ppo = PPO(PPOConfig(kl_target=0.01))
     kl = jnp.asarray([0.03, 0.0201, 0.02, 0.01, 0.005, 0.0049, 0.0])
-    got = ppo._adapt_kl(jnp.full((7,), 0.2), kl)
+    got = ppo.after_update({"kl_coef": jnp.full((7,), 0.2)}, {"kl": kl})["kl_coef"]
     # > 2·target: ×1.5; < target/2: ×0.5; the bounds themselves keep it
     np.testing.assert_allclose(got, [0.3, 0.3, 0.2, 0.2, 0.2, 0.1, 0.1], rtol=1e-6)
 
 
 def test_to_sequences_layout_and_padding():
-    cfg = PPOConfig(num_envs=3, num_steps=5, seq_len=2, num_minibatches=3, net=FF)
-    ppo = PPO(cfg, _Dummy(2))  # P = 1 seed × 2 agents
+    to_seq = partial(to_sequences, seq_len=2)  # P = 1 seed × 2 agents, 3 envs, 5 steps
     t, p, e = np.meshgrid(np.arange(5), np.arange(2), np.arange(3), indexing="ij")
     x = jnp.asarray(100 * t + 10 * p + e + 1, jnp.int32)  # [T=5, P=2, E=3]
-    got = np.asarray(ppo._to_sequences(x))
+    got = np.asarray(to_seq(x))
     # [P, chunks·E = 3·3, L = 2]: row c·E + e holds steps 2c, 2c + 1 of env e; t = 5 is padding
     expect0 = [[1, 101], [2, 102], [3, 103],
                [201, 301], [202, 302], [203, 303],
@@ -266,10 +235,10 @@ def test_to_sequences_layout_and_padding():
     np.testing.assert_array_equal(got, [expect0, expect1])
     # trailing feature axes ride along; bool padding is False (the mask)
     feats = jnp.stack([x, -x], axis=-1)
-    got_f = np.asarray(ppo._to_sequences(feats))
+    got_f = np.asarray(to_seq(feats))
     assert got_f.shape == (2, 9, 2, 2)
     np.testing.assert_array_equal(got_f[1, 4], [[212, -212], [312, -312]])
-    mask = np.asarray(ppo._to_sequences(jnp.ones((5, 2, 3), bool)))
+    mask = np.asarray(to_seq(jnp.ones((5, 2, 3), bool)))
     assert mask.dtype == bool and mask[:, :6].all() and mask[:, 6:, 0].all()
     assert not mask[:, 6:, 1].any()
 
@@ -279,14 +248,20 @@ def test_to_sequences_layout_and_padding():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"lr": -1e-3}, "ppo.lr must be positive"),
-    ({"num_envs": 3, "num_steps": 128, "seq_len": 20, "num_minibatches": 4},
-     "3 × 7 = 21 sequences is not divisible by num_minibatches = 4"),
     ({"seq_len": 0}, "ppo.seq_len must be a positive integer"),
     ({"gamma": 1.5}, r"ppo.gamma must be in \[0, 1\]"),
-], ids=["negative_lr", "minibatches", "seq_len_0", "gamma_1.5"])
+], ids=["negative_lr", "seq_len_0", "gamma_1.5"])
 def test_ppo_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PPOConfig(**kwargs)
+
+
+def test_batch_that_does_not_split_into_minibatches_is_rejected():
+    cfg = PPOConfig(seq_len=20, num_minibatches=4)
+    with pytest.raises(ValueError, match="3 × 7 = 21 sequences is not divisible by "
+                                         "num_minibatches = 4"):
+        PPO(cfg).check(3, 128)
+    PPO(cfg).check(4, 128)  # 4 × 7 = 28 sequences: 4 minibatches of 7
 
 
 def test_net_config_rejects_zero_lstm():

@@ -107,3 +107,14 @@ class Population:
         if self.layout.shared:
             return keys[:, 0]
         return keys.reshape((-1,) + keys.shape[2:])
+
+
+def all_agents(env, update=None, net: nets.NetConfig | None = None,
+               motive: Motive | None = None, num_seeds: int = 1, shared: bool = False,
+               name: str = "agents", trainable: bool = True) -> Population:
+    """One population of every agent of ``env`` with the actor-critic network (the default
+    run)."""
+    net = net if net is not None else nets.NetConfig()
+    layout = Layout(num_seeds, env.num_agents, tuple(range(env.num_agents)), shared)
+    return Population(name, layout, ActorCritic(net, env.observation_space, env.num_actions),
+                      update, motive if motive is not None else Motive(), trainable)

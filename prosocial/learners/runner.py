@@ -16,12 +16,12 @@ is the hook for training only some of its agents.
 from __future__ import annotations
 
 import math
+import time
 from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 
 from prosocial.envs.core import AutoReset, event_keys
@@ -164,14 +164,22 @@ class Runner:
 
     # --- one iteration ----------------------------------------------------------------------
 
-    def iteration(self, state: RunState) -> tuple[RunState, dict[str, jax.Array]]:
-        """Collect one rollout and update every learning population on it."""
+    def iteration(self, state: RunState, timings: dict | None = None
+                  ) -> tuple[RunState, dict[str, jax.Array]]:
+        """Collect one rollout and update every learning population on it. With a
+        ``timings`` dict, the seconds spent collecting and updating are added to its
+        ``"collect"`` and ``"update"`` entries (this waits for each part to finish)."""
+        t0 = time.perf_counter()
         env_steps = state.rollout.env_steps
         lrs = {i: pop.update.learning_rate(env_steps) for i, pop in enumerate(self.populations)
                if pop.learns}  # before this batch's steps, as RLlib
         params = tuple(ps.params for ps in state.pops)
         rollout_state, rollout, chunk_carries, metrics = self._collect(params, state.rollout)
         metrics = dict(metrics)
+        if timings is not None:
+            jax.block_until_ready(rollout)
+            t1 = time.perf_counter()
+            timings["collect"] = timings.get("collect", 0.0) + t1 - t0
         pops = list(state.pops)
         many = len(self.populations) > 1
         for i, pop in enumerate(self.populations):
@@ -187,6 +195,9 @@ class Runner:
                 name = f"{pop.name}/{k}" if many and not _global(k) else k
                 metrics[name] = v
         state = RunState(rollout=rollout_state, pops=tuple(pops), update=state.update + 1)
+        if timings is not None:
+            jax.block_until_ready((state, metrics))
+            timings["update"] = timings.get("update", 0.0) + time.perf_counter() - t1
         return state, metrics
 
     def _prepare_impl(self, i, ps: PopState, rollout, chunk_carry):
@@ -247,4 +258,4 @@ def _global(name: str) -> bool:
     return name == "intrinsic_return"
 
 
-__all__ = ["PopState", "RunState", "Runner", "np"]
+__all__ = ["PopState", "RunState", "Runner"]
