@@ -225,7 +225,7 @@ class PPO:
             env_keys = jax.vmap(lambda k: jax.random.split(k, e))(k_env)
             obs, env_state, reward, term, trunc, info = self._env_step(
                 env_keys, ts.env_state, self.to_envs(action))
-            done = term | trunc
+            done = jnp.all(term, -1) | trunc
             final_value = self._final_value(ts.params, info["final_state"], carry, trunc)
             events = info.get("events", {})
             episode, finished = jax.vmap(jax.vmap(M.accumulator_step))(
@@ -236,7 +236,7 @@ class PPO:
             transition = {
                 "obs": jax.tree.map(self.to_agents, ts.obs), "start": self.per_agent(ts.start),
                 "action": action, "logits": logits, "value": value,
-                "reward": self.to_agents(reward), "terminated": self.per_agent(term),
+                "reward": self.to_agents(reward), "terminated": self.to_agents(term),
                 "truncated": self.per_agent(trunc), "final_value": final_value,
                 "events": {k: self.to_agents(v) for k, v in events.items()},
             }
