@@ -233,7 +233,8 @@ class SSDEnv(Env):
         orient = np.asarray(orientations)
         n = self.num_agents
         if pos.shape != (n, 2) or orient.shape != (n,):
-            raise ValueError(f"positions must have shape ({n}, 2) and orientations ({n},); "
+            raise ValueError(f"positions must have shape ({n}, 2) and orientations ({n},) "
+                             f"(num_agents={n}); "
                              f"got {pos.shape} and {orient.shape}")
         if not (np.issubdtype(pos.dtype, np.integer) and np.issubdtype(orient.dtype, np.integer)):
             raise ValueError("positions and orientations must be integers")
@@ -246,6 +247,18 @@ class SSDEnv(Env):
             raise ValueError("an agent stands on a wall")
         if len({tuple(p) for p in pos.tolist()}) != n:
             raise ValueError("two agents share a cell")
+        if (isinstance(t, bool) or not isinstance(t, int | np.integer)
+                or not 0 <= t < self.max_steps):
+            raise ValueError(f"t must be an integer in [0, {self.max_steps - 1}] "
+                             f"(max_steps={self.max_steps}), got {t!r}")
+        if last_actions is not None:
+            last = np.asarray(last_actions)
+            if last.shape != (n,) or not np.issubdtype(last.dtype, np.integer):
+                raise ValueError(f"last_actions must be {n} integers (one per agent), got "
+                                 f"shape {last.shape} and dtype {last.dtype}")
+            if np.any(last < 0) or np.any(last >= self.actions):
+                raise ValueError(f"last_actions must lie in [0, {self.actions - 1}], "
+                                 f"got {last.tolist()}")
         return self._state(codes, pos, orient, t=t, last_actions=last_actions)
 
     def validate_cells(self, codes: np.ndarray) -> None:
