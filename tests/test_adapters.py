@@ -279,3 +279,29 @@ def test_dict_view_per_agent_dones():
         "agent_0": True, "agent_1": False, "agent_2": False, "__all__": False}
     assert infos["terminated"].tolist() == [True, False, False]
     assert infos["signals"]["energy"].tolist() == [0.0, 3.0, 0.0]
+
+
+# ---------------------------------------------------------------------- gymnax adapter
+def test_gymnax_adapter_follows_the_contract():
+    """One agent: terminated bool[1] (the fall), truncated bool[] (the time limit),
+    empty events and signals, the default role and mask."""
+    pytest.importorskip("gymnax")
+    from prosocial.envs.adapters.gymnax import GymnaxEnv
+    from prosocial.envs.core import AutoReset, episode_done, signal_spec
+
+    env = GymnaxEnv("CartPole-v1", max_steps_in_episode=50)
+    assert env.roles == {"agents": (0,)} and signal_spec(env) == {}
+    step = jax.jit(AutoReset(env).step)
+    obs, state = env.reset(jax.random.PRNGKey(0))
+    assert np.asarray(env.action_mask(state)).tolist() == [[True, True]]
+    for t in range(50):  # always push right: the pole falls within ~10 steps
+        obs, state, reward, term, trunc, info = step(jax.random.PRNGKey(t), state,
+                                                     jnp.asarray([1]))
+        assert term.shape == (1,) and term.dtype == jnp.bool_ and trunc.shape == ()
+        assert info["events"] == {} and info["signals"] == {}
+        if bool(term[0]):
+            break
+    assert bool(episode_done(term, trunc)) and not bool(trunc)
+    assert int(state.time) == 0  # AutoReset started a new episode
+    with pytest.raises(ValueError, match=r"CartPole-v1: actions must lie in \[0, 1\]"):
+        env.step(jax.random.PRNGKey(0), state, jnp.asarray([2]))
