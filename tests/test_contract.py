@@ -393,3 +393,22 @@ def test_autoreset_waits_for_every_agent():
     assert int(state.t) == 2 and state.energy.tolist() == [0, 3]  # no reset
     _, state, _, term, _, _ = auto.step(jax.random.key(2), state, jnp.array([1, 0, 0]))
     assert term.tolist() == [True, False, False] and state.energy.tolist() == [0, 3]
+
+
+def test_scalar_terminated_is_rejected_with_a_migration_message():
+    """terminated used to be a scalar; an environment still returning one fails clearly."""
+
+    class OldStyle(TwoRoles):
+        env_id = "old_style"
+
+        def step_state(self, key, state, actions):
+            state, reward, terminated, truncated, info = super().step_state(key, state, actions)
+            return state, reward, jnp.all(terminated), truncated, info
+
+    env = OldStyle()
+    state = jax.eval_shape(env.reset_state, jax.random.key(0))
+    for wrapped in (env, AutoReset(env)):
+        assert wrapped.env_id == "old_style"
+        with pytest.raises(ValueError, match=r"old_style: step_state must return terminated "
+                                             r"bool\[N\] .*N=3.*got shapes \(\) and \(\)"):
+            jax.jit(wrapped.step).trace(jax.random.key(0), state, jnp.zeros(3, jnp.int32))

@@ -107,6 +107,7 @@ class Env:
     def step(self, key: jax.Array, state, actions: jax.Array):
         self.check_state(state)
         state, reward, terminated, truncated, info = self.step_state(key, state, actions)
+        _check_end_flags(self, terminated, truncated)
         return self.observe(state), state, reward, terminated, truncated, info
 
     # ----------------------------------------------------------------- roles and spaces
@@ -188,6 +189,15 @@ class Env:
                     f"dtype {dtype}, this environment's {want.shape} and {want.dtype}; the "
                     f"state was made by another environment or with other settings (e.g. "
                     f"num_agents={self.num_agents}, map), or carries a batch axis (vmap)")
+
+
+def _check_end_flags(env: Env, terminated, truncated) -> None:
+    """Trace-time check of the shapes of ``step_state``'s end flags (a migration aid: the
+    contract's ``terminated`` was a scalar before it became per agent)."""
+    if np.shape(terminated) != (env.num_agents,) or np.shape(truncated) != ():
+        raise ValueError(f"{env.env_id}: step_state must return terminated bool[N] (one flag "
+                         f"per agent, N={env.num_agents}) and truncated bool[]; got shapes "
+                         f"{np.shape(terminated)} and {np.shape(truncated)}")
 
 
 def _range_message(env: Env, values: np.ndarray, bad: np.ndarray, limits: np.ndarray) -> str:
@@ -308,7 +318,9 @@ class Wrapper(Env):
             raise AttributeError(name)
         return getattr(self.env, name)
 
-    # Properties and methods of Env that read the wrapped environment's configuration.
+    # Attributes, properties and methods of Env that read the wrapped environment's
+    # configuration (``__getattr__`` does not see names the Env class itself defines).
+    env_id = property(lambda self: self.env.env_id)
     roles = property(lambda self: self.env.roles)
     observation_spaces = property(lambda self: self.env.observation_spaces)
     action_spaces = property(lambda self: self.env.action_spaces)
@@ -351,6 +363,7 @@ class AutoReset(Wrapper):
         key_step, key_reset = jax.random.split(key)
         next_state, reward, terminated, truncated, info = self.env.step_state(
             key_step, state, actions)
+        _check_end_flags(self, terminated, truncated)
         done = episode_done(terminated, truncated)
         reset_state = self.env.reset_state(key_reset)
         state = jax.tree.map(lambda a, b: jnp.where(done, a, b), reset_state, next_state)
