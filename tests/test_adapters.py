@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test, parallel_seed_test
+from two_roles_env import TwoRoles
 
 import prosocial
 from prosocial.envs.adapters.dict_view import DictView
@@ -30,7 +31,7 @@ def _env(env_id: str):
     return prosocial.make(env_id, max_steps=MAX_STEPS)
 
 
-@pytest.fixture(params=["harvest", "cleanup"])
+@pytest.fixture(params=prosocial.list_envs())
 def env_id(request):
     return request.param
 
@@ -200,7 +201,8 @@ def test_dict_view_matches_array_env():
             assert rewards[a] == reward[i]
             assert bool(dones[a]) is done
         assert bool(dones["__all__"]) is done and set(dones) == {*ALL, "__all__"}
-        assert bool(infos["truncated"]) is done and not bool(infos["terminated"])
+        assert bool(infos["truncated"]) is done
+        assert infos["terminated"].shape == (5,) and not infos["terminated"].any()
         assert _same(infos["events"], info["events"])
         assert view.observation_space("agent_1").contains(jax.device_get(obs2_d["agent_1"]))
 
@@ -218,3 +220,88 @@ def test_dict_view_bad_actions_fail_at_trace_time(bad, message):
         jax.jit(view.step).trace(jax.random.key(0), state, bad)
     with pytest.raises(ValueError, match="unknown agent"):
         view.action_space("agent_7")
+
+
+# ---------------------------------------------------------------------- roles and per-agent ends
+@functools.cache
+def _two_roles():
+    return TwoRoles(max_steps=10)
+
+
+def test_parallel_api_with_roles_and_per_agent_termination():
+    """Agents leave ``agents`` one by one as they terminate; spaces follow the roles."""
+    pz = PettingZooEnv(_two_roles())
+    parallel_api_test(pz, num_cycles=20)
+    assert pz.action_space("agent_0").n == 3 and pz.action_space("agent_2").n == 5
+    assert set(pz.observation_space("agent_0").spaces) == {"energy", "level"}
+    assert set(pz.observation_space("agent_2").spaces) == {"energies", "t"}
+
+
+def test_pettingzoo_per_agent_terminations():
+    pz = PettingZooEnv(_two_roles())
+    obs, _ = pz.reset(seed=0)
+    assert obs["agent_2"]["energies"].tolist() == [2, 3] and obs["agent_1"]["energy"] == 3
+    live = [pz.agents]
+    ends = []
+    for _ in range(2):  # worker 0 (energy 2) works twice: terminated at the second step
+        obs, rewards, terms, truncs, infos = pz.step({"agent_0": 1, "agent_1": 0, "agent_2": 0})
+        live.append(pz.agents)
+        ends.append(terms)
+    assert ends[0] == {"agent_0": False, "agent_1": False, "agent_2": False}
+    assert ends[1] == {"agent_0": True, "agent_1": False, "agent_2": False}
+    assert live[-1] == ["agent_1", "agent_2"]
+    assert infos["agent_0"] == {"work": 1}
+    with pytest.raises(ValueError, match=r"unknown \['agent_0'\]"):
+        pz.step({"agent_0": 1, "agent_1": 1, "agent_2": 0})
+    with pytest.raises(ValueError, match=r"action of agent_1 must be an integer in \[0, 2\], "
+                                         r"got 4"):
+        pz.step({"agent_1": 4, "agent_2": 0})
+    for _ in range(3):  # worker 1 (energy 3) works three times; the planner ends with it
+        obs, rewards, terms, truncs, infos = pz.step({"agent_1": 1, "agent_2": 4})
+    assert set(obs) == {"agent_1", "agent_2"}  # the agents live at the step's start
+    assert terms == {"agent_1": True, "agent_2": True} and not any(truncs.values())
+    assert pz.agents == []
+
+
+def test_dict_view_per_agent_dones():
+    env = _two_roles()
+    view = DictView(env)
+    assert view.observation_space("agent_2") == env.observation_spaces["planner"]
+    assert view.action_space("agent_1") == env.action_spaces["workers"]
+    obs, state = view.reset(jax.random.key(0))
+    assert obs["agent_2"]["energies"].tolist() == [2, 3]
+    assert int(obs["agent_0"]["energy"]) == 2 and int(obs["agent_1"]["energy"]) == 3
+    step = jax.jit(view.step)
+    for t in range(2):
+        obs, state, rewards, dones, infos = step(
+            jax.random.key(t), state, {"agent_0": 1, "agent_1": 0, "agent_2": 0})
+    assert {a: bool(d) for a, d in dones.items()} == {
+        "agent_0": True, "agent_1": False, "agent_2": False, "__all__": False}
+    assert infos["terminated"].tolist() == [True, False, False]
+    assert infos["signals"]["energy"].tolist() == [0.0, 3.0, 0.0]
+
+
+# ---------------------------------------------------------------------- gymnax adapter
+def test_gymnax_adapter_follows_the_contract():
+    """One agent: terminated bool[1] (the fall), truncated bool[] (the time limit),
+    empty events and signals, the default role and mask."""
+    pytest.importorskip("gymnax")
+    from prosocial.envs.adapters.gymnax import GymnaxEnv
+    from prosocial.envs.core import AutoReset, episode_done, signal_spec
+
+    env = GymnaxEnv("CartPole-v1", max_steps_in_episode=50)
+    assert env.roles == {"agents": (0,)} and signal_spec(env) == {}
+    step = jax.jit(AutoReset(env).step)
+    obs, state = env.reset(jax.random.PRNGKey(0))
+    assert np.asarray(env.action_mask(state)).tolist() == [[True, True]]
+    for t in range(50):  # always push right: the pole falls within ~10 steps
+        obs, state, reward, term, trunc, info = step(jax.random.PRNGKey(t), state,
+                                                     jnp.asarray([1]))
+        assert term.shape == (1,) and term.dtype == jnp.bool_ and trunc.shape == ()
+        assert info["events"] == {} and info["signals"] == {}
+        if bool(term[0]):
+            break
+    assert bool(episode_done(term, trunc)) and not bool(trunc)
+    assert int(state.time) == 0  # AutoReset started a new episode
+    with pytest.raises(ValueError, match=r"CartPole-v1: actions must lie in \[0, 1\]"):
+        env.step(jax.random.PRNGKey(0), state, jnp.asarray([2]))

@@ -1,6 +1,7 @@
 """Bad input to Harvest and Cleanup raises a ValueError that says what is wrong (design.md:
 "Clear ValueErrors for bad input"): construction, custom maps, hand-built states, the
-registry and the joint action. Nothing here compiles a step."""
+registry, the joint action and states of another environment. Checks run before any array
+work, so nothing here compiles a step; one eager Cleanup step shows that CLEAN is valid."""
 
 from __future__ import annotations
 
@@ -191,3 +192,69 @@ def test_step_wrong_action_shape_or_dtype(env, actions, message):
     state = env.state_from_grid(list(env.map_lines), env.spawn_points[:2], GOOD_ORIENT)
     with pytest.raises(ValueError, match=message):
         env.step(jax.random.key(0), state, actions)
+
+
+@pytest.mark.parametrize(("env", "bad", "valid"), [
+    (HARVEST, -1, 7), (HARVEST, 8, 7), (HARVEST, 99, 7),  # Harvest: ids 0–7 (§1.3)
+    (CLEANUP, -1, 8), (CLEANUP, 9, 8), (CLEANUP, 99, 8),  # Cleanup: ids 0–8, CLEAN = 8
+], ids=lambda x: getattr(x, "env_id", str(x)))
+def test_step_out_of_range_action(env, bad, valid):
+    """Concrete (eager) actions outside 0 … n − 1 raise, naming the agent and the range."""
+    state = env.state_from_grid(list(env.map_lines), env.spawn_points[:2], GOOD_ORIENT)
+    with pytest.raises(ValueError, match=rf"{env.env_id}: actions must lie in \[0, {valid}\] "
+                                         rf"\({valid + 1} actions\); agent 1 \(agents\) got "
+                                         rf"{bad}, valid 0 … {valid}"):
+        env.step(jax.random.key(0), state, jnp.array([0, bad], jnp.int32))
+
+
+def test_cleanup_accepts_clean_harvest_does_not():
+    """Action 8 (CLEAN) exists in Cleanup only."""
+    state = CLEANUP.state_from_grid(list(CLEANUP.map_lines), CLEANUP.spawn_points[:2],
+                                    GOOD_ORIENT)
+    out = CLEANUP.step_state(jax.random.key(0), state, jnp.array([8, 8], jnp.int32))
+    assert out[0].last_actions.tolist() == [8, 8]
+    with pytest.raises(ValueError, match=r"\[0, 7\]"):
+        HARVEST.step_state(jax.random.key(0), HARVEST.reset_state(jax.random.key(0)),
+                           jnp.array([8, 8], jnp.int32))
+
+
+# ------------------------------------------------------------------ states of another env
+
+def test_step_rejects_a_state_of_another_game():
+    state = CLEANUP.reset_state(jax.random.key(0))
+    with pytest.raises(ValueError, match=r"harvest: state\.grid has shape \(25, 18\) and dtype "
+                                         r"int8, this environment's \(16, 38\)"):
+        HARVEST.step(jax.random.key(0), state, jnp.zeros(2, jnp.int32))
+    with pytest.raises(ValueError, match=r"cleanup: state\.grid"):
+        CLEANUP.observe(HARVEST.reset_state(jax.random.key(0)))
+
+
+def test_step_rejects_a_state_with_another_number_of_agents():
+    five = prosocial.make("harvest", num_agents=5)
+    three = prosocial.make("harvest", num_agents=3).reset_state(jax.random.key(0))
+    with pytest.raises(ValueError, match=r"harvest: state\.pos has shape \(3, 2\) .* "
+                                         r"\(5, 2\).*num_agents=5"):
+        jax.jit(five.step).trace(jax.random.key(0), three, jnp.zeros(5, jnp.int32))
+
+
+# ------------------------------------------------------ state_from_grid: t, last_actions
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"t": -1}, r"t must be an integer in \[0, 999\] \(max_steps=1000\), got -1"),
+    ({"t": 1000}, r"t must be an integer in \[0, 999\]"),
+    ({"t": 2.0}, "t must be an integer"),
+    ({"t": True}, "t must be an integer"),
+    ({"last_actions": [0, 8]}, r"last_actions must lie in \[0, 7\], got \[0, 8\]"),
+    ({"last_actions": [-1, 0]}, r"last_actions must lie in \[0, 7\]"),
+    ({"last_actions": [0, 0, 0]}, r"last_actions must be 2 integers \(one per agent\)"),
+    ({"last_actions": [0.0, 1.0]}, "last_actions must be 2 integers"),
+])
+def test_state_from_grid_bad_time_or_last_actions(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        HARVEST.state_from_grid(list(HARVEST_MAP), GOOD_POS, GOOD_ORIENT, **kwargs)
+
+
+def test_state_from_grid_wrong_number_of_agents_names_num_agents():
+    with pytest.raises(ValueError, match=r"positions must have shape \(2, 2\) and orientations "
+                                         r"\(2,\) \(num_agents=2\); got \(1, 2\) and \(1,\)"):
+        HARVEST.state_from_grid(list(HARVEST_MAP), GOOD_POS[:1], GOOD_ORIENT[:1])

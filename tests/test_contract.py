@@ -4,6 +4,11 @@ One short eager rollout per environment (AutoReset over a MAX_STEPS-step episode
 steps, so it crosses two truncations) feeds most tests; the jitted lax.scan of the same
 rollout is compiled once per environment. Eager first steps and that one compilation are
 the cost of this module.
+
+Besides the registry's environments, every test also runs the unregistered two-role test
+environment (``tests/two_roles_env.py``: a planner with another action space, per-agent
+termination, a state-dependent mask, signals), so the contract helpers are checked on what
+Harvest and Cleanup do not exercise; the tests at the end pin its values.
 """
 
 from __future__ import annotations
@@ -14,12 +19,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from two_roles_env import TwoRoles
 
 import prosocial
-from prosocial.envs.core import AutoReset
+from prosocial.envs.core import (
+    AutoReset,
+    agent_observation,
+    agent_roles,
+    episode_done,
+    event_keys,
+    num_actions_per_agent,
+    role_observations,
+    signal_keys,
+    signal_spec,
+    split_roles,
+)
 from prosocial.envs.spaces import Dict, Discrete
 
 ENV_IDS = prosocial.list_envs()
+TEST_ENVS = {"two_roles": TwoRoles}  # unregistered environments checked like registered ones
 MAX_STEPS = 5
 STEPS = 12  # truncations after steps 5 and 10
 
@@ -38,16 +56,18 @@ def _agent_slice(obs: dict, i: int) -> dict:
 
 @functools.cache
 def _env(env_id: str):
+    if env_id in TEST_ENVS:
+        return TEST_ENVS[env_id](max_steps=MAX_STEPS)
     return prosocial.make(env_id, max_steps=MAX_STEPS)
 
 
 @functools.cache
 def _inputs(env_id: str):
-    """Reset key, per-step keys int32 actions[STEPS, N]."""
+    """Reset key, per-step keys, int32 actions[STEPS, N] (each in its agent's range)."""
     env = _env(env_id)
     key_reset, key_steps, key_actions = jax.random.split(jax.random.key(42), 3)
-    actions = jax.random.randint(key_actions, (STEPS, env.num_agents), 0, env.num_actions,
-                                 dtype=jnp.int32)
+    actions = jax.random.randint(key_actions, (STEPS, env.num_agents), 0,
+                                 num_actions_per_agent(env), dtype=jnp.int32)
     return key_reset, jax.random.split(key_steps, STEPS), actions
 
 
@@ -67,7 +87,7 @@ def _eager_rollout(env_id: str):
     return first, steps
 
 
-@pytest.fixture(params=ENV_IDS)
+@pytest.fixture(params=ENV_IDS + list(TEST_ENVS))
 def env_id(request):
     return request.param
 
@@ -77,22 +97,36 @@ def test_attributes_and_spaces(env_id):
     assert env.env_id == env_id
     assert env.max_steps == MAX_STEPS
     assert isinstance(env.num_agents, int) and env.num_agents >= 1
-    assert isinstance(env.action_space, Discrete)
-    assert env.num_actions == env.action_space.n >= 2
-    assert isinstance(env.observation_space, Dict)
-    assert env.action_space.contains(np.int32(env.num_actions - 1))
-    assert not env.action_space.contains(np.int32(env.num_actions))
+    roles = agent_roles(env)  # the roles partition the agents; spaces exist for each role
+    assert len(roles) == env.num_agents and set(roles) == set(env.roles)
+    limits = num_actions_per_agent(env)
+    assert env.num_actions == limits.max() >= 2
+    for role, agents in env.roles.items():
+        space = env.action_spaces[role]
+        assert isinstance(space, Discrete) and np.all(limits[list(agents)] == space.n)
+        assert space.contains(np.int32(space.n - 1)) and not space.contains(np.int32(space.n))
+        assert isinstance(env.observation_spaces[role], Dict)
+    if len(env.roles) == 1:  # one-role environments keep the single-space attributes
+        assert env.action_spaces == {"agents": env.action_space}
+        assert env.observation_spaces == {"agents": env.observation_space}
+        assert env.roles == {"agents": tuple(range(env.num_agents))}
 
 
 def test_observations_match_space(env_id):
     env = _env(env_id)
     (obs, _), steps = _eager_rollout(env_id)
     for o in [obs] + [s["obs"] for s in steps]:
-        assert set(o) == set(env.observation_space.spaces)
-        for k, v in o.items():
-            assert v.shape == (env.num_agents, *env.observation_space.spaces[k].shape), k
-        for i in range(env.num_agents):
-            assert env.observation_space.contains(_agent_slice(o, i)), (i, o)
+        by_role = role_observations(env, o)
+        assert set(by_role) == set(env.roles)
+        for role, agents in env.roles.items():
+            space = env.observation_spaces[role]
+            assert set(by_role[role]) == set(space.spaces)
+            for k, v in by_role[role].items():
+                assert v.shape == (len(agents), *space.spaces[k].shape), (role, k)
+            for row, i in enumerate(agents):
+                single = agent_observation(env, o, i)
+                assert space.contains(jax.device_get(single)), (i, single)
+                assert _tree_equal(single, _agent_slice(by_role[role], row))
 
 
 def test_step_outputs_shapes_and_dtypes(env_id):
@@ -101,24 +135,65 @@ def test_step_outputs_shapes_and_dtypes(env_id):
     n = env.num_agents
     for s in steps:
         assert s["reward"].shape == (n,) and s["reward"].dtype == jnp.float32
-        for flag in (s["terminated"], s["truncated"]):
-            assert flag.shape == () and flag.dtype == jnp.bool_
+        assert s["terminated"].shape == (n,) and s["terminated"].dtype == jnp.bool_
+        assert s["truncated"].shape == () and s["truncated"].dtype == jnp.bool_
         events = s["info"]["events"]
         assert isinstance(events, dict) and events
+        assert tuple(sorted(events)) == event_keys(env)
         for name, count in events.items():
             assert count.shape == (n,) and count.dtype == jnp.int32, name
             assert np.all(np.asarray(count) >= 0), name
 
 
-def test_truncated_exactly_at_max_steps(env_id):
+def test_signals_match_their_spec(env_id):
+    env = _env(env_id)
     _, steps = _eager_rollout(env_id)
-    truncated = [bool(s["truncated"]) for s in steps]
-    assert truncated == [(t + 1) % MAX_STEPS == 0 for t in range(STEPS)]
-    assert not any(bool(s["terminated"]) for s in steps)
+    spec = signal_spec(env)
+    assert signal_keys(env) == tuple(spec)
+    for s in steps:
+        signals = s["info"]["signals"]
+        assert tuple(sorted(signals)) == tuple(spec)
+        for name, value in signals.items():
+            assert (value.shape, value.dtype) == (spec[name].shape, spec[name].dtype), name
+
+
+def test_truncated_exactly_at_max_steps(env_id):
+    """truncated iff the step reached max_steps (t counts steps since the last reset)."""
+    _, steps = _eager_rollout(env_id)
+    for s in steps:
+        assert bool(s["truncated"]) == (int(s["info"]["final_state"].t) == MAX_STEPS)
+
+
+def test_terminated_stays_true_until_the_episode_ends(env_id):
+    """terminated[i] never returns to False within an environment episode."""
+    env = _env(env_id)
+    _, steps = _eager_rollout(env_id)
+    previous = np.zeros(env.num_agents, bool)
+    for s in steps:
+        terminated = np.asarray(s["terminated"])
+        assert np.all(terminated[previous]), (previous, terminated)
+        done = bool(episode_done(s["terminated"], s["truncated"]))
+        assert done == (terminated.all() or bool(s["truncated"]))
+        previous = np.zeros_like(previous) if done else terminated
+
+
+def test_action_mask(env_id):
+    """bool[N, num_actions]; at least the agent's own range allows something, and nothing
+    beyond it is allowed."""
+    env = _env(env_id)
+    (_, state), steps = _eager_rollout(env_id)
+    limits = num_actions_per_agent(env)
+    for st in [state] + [s["state"] for s in steps]:
+        mask = np.asarray(env.action_mask(st))
+        assert mask.shape == (env.num_agents, env.num_actions) and mask.dtype == bool
+        assert mask.any(axis=1).all()
+        assert not np.any(mask & (np.arange(env.num_actions)[None] >= limits[:, None]))
+        assert np.array_equal(np.asarray(AutoReset(env).action_mask(st)), mask)
 
 
 def test_autoreset_starts_new_episode_and_keeps_final_state(env_id):
-    """t restarts at 0 after truncation; final_state is the plain step's state (before reset)."""
+    """t restarts at 0 when the episode ends (all agents terminated, or truncated);
+    final_state is the plain step's state (before reset)."""
     env = _env(env_id)
     _, keys, actions = _inputs(env_id)
     _, steps = _eager_rollout(env_id)
@@ -127,8 +202,8 @@ def test_autoreset_starts_new_episode_and_keeps_final_state(env_id):
         plain_state = env.step_state(key_step, s["prev"], actions[t])[0]
         final = s["info"]["final_state"]
         assert _tree_equal(final, plain_state), t
-        assert int(final.t) == t % MAX_STEPS + 1
-        if s["truncated"]:
+        assert int(final.t) == int(s["prev"].t) + 1
+        if episode_done(s["terminated"], s["truncated"]):
             assert int(s["state"].t) == 0
             assert _tree_equal(s["state"], env.reset_state(key_reset))
             assert _tree_equal(s["obs"], env.observe(s["state"]))
@@ -192,6 +267,50 @@ def test_bad_actions_fail_at_trace_time(env_id, bad):
         jax.jit(env.step).trace(jax.random.key(0), state, actions)
 
 
+def test_out_of_range_actions_raise_eagerly_and_clip_under_jit(env_id):
+    """Concrete out-of-range actions: ValueError naming the range. Traced: clipped, so the
+    step equals the step with the nearest valid action (one vmapped compilation)."""
+    env = _env(env_id)
+    (_, state), _ = _eager_rollout(env_id)
+    limits = num_actions_per_agent(env)
+    i = env.num_agents - 1
+    rows = []
+    for bad_value, nearest in ((-1, 0), (limits[i] + 3, limits[i] - 1), (99, limits[i] - 1)):
+        bad = np.zeros(env.num_agents, np.int32)
+        bad[i] = bad_value
+        with pytest.raises(ValueError, match=rf"agent {i} \(\w+\) got {bad_value}, "
+                                             rf"valid 0 … {limits[i] - 1}"):
+            env.step(jax.random.key(1), state, jnp.asarray(bad))
+        clipped = bad.copy()
+        clipped[i] = nearest
+        rows += [bad, clipped]
+    step = jax.jit(jax.vmap(env.step_state, in_axes=(None, None, 0)))
+    out = step(jax.random.key(1), state, jnp.asarray(np.stack(rows)))
+    for k in range(0, len(rows), 2):
+        assert _tree_equal(jax.tree.map(lambda x, k=k: x[k], out),
+                           jax.tree.map(lambda x, k=k: x[k + 1], out)), rows[k]
+
+
+def test_state_of_another_environment_is_rejected(env_id):
+    """A state of another game or another number of agents fails at trace time."""
+    env = _env(env_id)
+    actions = jnp.zeros(env.num_agents, jnp.int32)
+    for other_id in ENV_IDS + list(TEST_ENVS):
+        if other_id == env_id:
+            continue
+        other = jax.eval_shape(_env(other_id).reset_state, jax.random.key(0))
+        with pytest.raises(ValueError, match=rf"{env_id}: (the )?state"):
+            jax.jit(env.step).trace(jax.random.key(0), other, actions)
+    if env_id in ENV_IDS and env.num_agents > 1:
+        fewer = prosocial.make(env_id, num_agents=env.num_agents - 1, max_steps=MAX_STEPS)
+        small = jax.eval_shape(fewer.reset_state, jax.random.key(0))
+        with pytest.raises(ValueError, match=rf"num_agents={env.num_agents}"):
+            jax.jit(env.step).trace(jax.random.key(0), small, actions)
+    batched = jax.eval_shape(jax.vmap(env.reset_state), jax.random.split(jax.random.key(0), 2))
+    with pytest.raises(ValueError, match="batch axis"):
+        jax.jit(AutoReset(env).step).trace(jax.random.key(0), batched, actions)
+
+
 def test_unknown_env_id_lists_known_ids():
     with pytest.raises(ValueError, match="unknown env id 'harvset'") as err:
         prosocial.make("harvset")
@@ -199,6 +318,97 @@ def test_unknown_env_id_lists_known_ids():
         assert known in str(err.value)
 
 
+@pytest.mark.parametrize("env_id", ENV_IDS)
 def test_unknown_kwargs_rejected(env_id):
     with pytest.raises(ValueError, match="num_agentz"):
         prosocial.make(env_id, num_agentz=3)
+
+
+# ---------------------------------------------------------------------- the two-role env
+def test_two_roles_helpers():
+    env = _env("two_roles")
+    assert env.roles == {"workers": (0, 1), "planner": (2,)}
+    assert agent_roles(env) == ("workers", "workers", "planner")
+    assert num_actions_per_agent(env).tolist() == [3, 3, 5] and env.num_actions == 5
+    wrapped = AutoReset(env)
+    assert wrapped.roles == env.roles and wrapped.num_actions == 5
+    assert wrapped.action_spaces == env.action_spaces
+    split = split_roles(env, {"r": jnp.array([1.0, 2.0, 3.0])})
+    assert split["workers"]["r"].tolist() == [1.0, 2.0] and split["planner"]["r"].tolist() == [3.0]
+    assert event_keys(env) == ("work",)
+    assert signal_keys(env) == ("energy", "energy_gap")
+    spec = signal_spec(env)
+    assert spec["energy"].shape == (3,) and spec["energy_gap"].shape == (3, 3)
+    assert not hasattr(env, "observation_space")  # several roles: no single space
+
+
+def test_two_roles_trajectory_and_per_agent_termination():
+    """The hand-computed trajectory of tests/two_roles_env.py, then AutoReset's reset once
+    every agent terminated (before max_steps)."""
+    env = TwoRoles(max_steps=10)
+    auto = AutoReset(env)
+    state = env.reset_state(jax.random.key(0))
+    mask0 = np.asarray(env.action_mask(state))
+    assert mask0.tolist() == [[True, True, True, False, False]] * 2 + [
+        [True, False, False, False, False]]
+    expected = [  # level, energy, reward, terminated, signals["energy"]
+        (0, [1, 2], [0, 0, 0], [False, False, False], [1, 2, 0]),
+        (1, [0, 2], [0, 0, 0], [True, False, False], [0, 2, 0]),
+        (1, [0, 1], [0, 1, 1], [True, False, False], [0, 1, 0]),
+        (1, [0, 0], [0, 1, 1], [True, True, True], [0, 0, 0]),
+    ]
+    actions = [[1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]]
+    for t, (a, (level, energy, reward, terminated, sig)) in enumerate(
+            zip(actions, expected, strict=True)):
+        obs, state, r, term, trunc, info = auto.step(jax.random.key(t), state, jnp.array(a))
+        final = info["final_state"]
+        assert int(final.level) == level and final.energy.tolist() == energy, t
+        assert r.tolist() == reward and term.tolist() == terminated and not bool(trunc), t
+        assert info["signals"]["energy"].tolist() == sig, t
+        gap = np.abs(np.subtract.outer(sig, sig))
+        assert np.array_equal(info["signals"]["energy_gap"], gap), t
+        assert info["events"]["work"].tolist() == [
+            int(a[i] == 1 and (t == 0 or expected[t - 1][1][i] > 0)) for i in range(2)] + [0]
+        if t < 3:
+            assert _tree_equal(state, final)
+            assert int(state.t) == t + 1
+            # The planner may choose levels up to t: the mask grows with the step count.
+            assert np.asarray(env.action_mask(state))[2].tolist() == [
+                k <= t + 1 for k in range(5)]
+    # All three terminated at step 4: the returned state is a fresh episode.
+    assert int(state.t) == 0 and state.energy.tolist() == [2, 3]
+    by_role = role_observations(env, obs)
+    assert by_role["workers"]["energy"].tolist() == [2, 3]
+    assert by_role["planner"]["energies"].tolist() == [[2, 3]]
+
+
+def test_autoreset_waits_for_every_agent():
+    """One agent terminated is not the end of the environment episode."""
+    env = TwoRoles(max_steps=10)
+    auto = AutoReset(env)
+    state = env.reset_state(jax.random.key(0))
+    for t in range(2):  # worker 0 works twice: terminated from step 2 on
+        _, state, _, term, trunc, _ = auto.step(jax.random.key(t), state, jnp.array([1, 0, 0]))
+    assert term.tolist() == [True, False, False] and not bool(trunc)
+    assert int(state.t) == 2 and state.energy.tolist() == [0, 3]  # no reset
+    _, state, _, term, _, _ = auto.step(jax.random.key(2), state, jnp.array([1, 0, 0]))
+    assert term.tolist() == [True, False, False] and state.energy.tolist() == [0, 3]
+
+
+def test_scalar_terminated_is_rejected_with_a_migration_message():
+    """terminated used to be a scalar; an environment still returning one fails clearly."""
+
+    class OldStyle(TwoRoles):
+        env_id = "old_style"
+
+        def step_state(self, key, state, actions):
+            state, reward, terminated, truncated, info = super().step_state(key, state, actions)
+            return state, reward, jnp.all(terminated), truncated, info
+
+    env = OldStyle()
+    state = jax.eval_shape(env.reset_state, jax.random.key(0))
+    for wrapped in (env, AutoReset(env)):
+        assert wrapped.env_id == "old_style"
+        with pytest.raises(ValueError, match=r"old_style: step_state must return terminated "
+                                             r"bool\[N\] .*N=3.*got shapes \(\) and \(\)"):
+            jax.jit(wrapped.step).trace(jax.random.key(0), state, jnp.zeros(3, jnp.int32))

@@ -83,7 +83,7 @@ def test_gymnax_cartpole_time_limit_is_truncation():
         assert obs["obs"].shape == (1, 4) and obs["obs"].dtype == jnp.float32
         assert env.observation_space.contains({"obs": np.asarray(obs["obs"][0])})
         np.testing.assert_array_equal(reward, [1.0])
-        assert info == {"events": {}}
+        assert info == {"events": {}, "signals": {}}
         assert not bool(term) and bool(trunc) == (t == 4), t
 
 

@@ -38,6 +38,49 @@ class Discrete:
         return gymnasium.spaces.Discrete(self.n)
 
 
+@dataclass(frozen=True, init=False)
+class MultiDiscrete:
+    """A vector of independent integers: component k lies in 0 … nvec[k] − 1.
+
+    A planner choosing one of 22 levels for each of 7 brackets has ``MultiDiscrete((22,) *
+    7)``. ``nvec`` is stored as a tuple of ints, so two spaces with the same sizes are equal
+    and the space stays hashable.
+    """
+
+    nvec: tuple[int, ...]
+    dtype: str = "int32"
+
+    def __init__(self, nvec, dtype: str = "int32"):
+        sizes = np.asarray(nvec)
+        if sizes.ndim != 1 or sizes.size == 0 or not np.issubdtype(sizes.dtype, np.integer):
+            raise ValueError(f"MultiDiscrete: nvec must be a non-empty 1-D sequence of "
+                             f"integers, got {nvec!r}")
+        if np.any(sizes < 1):
+            raise ValueError(f"MultiDiscrete: every size in nvec must be ≥ 1, got {nvec!r}")
+        if not np.issubdtype(np.dtype(dtype), np.integer):
+            raise ValueError(f"MultiDiscrete: dtype must be an integer type, got {dtype!r}")
+        object.__setattr__(self, "nvec", tuple(int(n) for n in sizes))
+        object.__setattr__(self, "dtype", str(np.dtype(dtype)))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.nvec),)
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        return jax.random.randint(key, self.shape, 0, jnp.asarray(self.nvec),
+                                  dtype=jnp.int32).astype(self.dtype)
+
+    def contains(self, x) -> bool:
+        x = np.asarray(x)
+        return (x.shape == self.shape and np.issubdtype(x.dtype, np.integer)
+                and bool(np.all(x >= 0)) and bool(np.all(x < np.asarray(self.nvec))))
+
+    def to_gymnasium(self):
+        import gymnasium
+
+        return gymnasium.spaces.MultiDiscrete(np.asarray(self.nvec), dtype=np.dtype(self.dtype))
+
+
 @dataclass(frozen=True)
 class Box:
     """Arrays of a fixed shape and dtype with elementwise bounds."""

@@ -124,6 +124,7 @@ class SSDEnv(Env):
             t=jnp.asarray(t, jnp.int32))
 
     def step_state(self, key: jax.Array, state: GridState, actions: jax.Array):
+        self.check_state(state)
         actions = self.check_actions(actions)
         key_act, key_dyn = jax.random.split(key)
         out = self.resolve(key_act, state, actions)
@@ -133,9 +134,10 @@ class SSDEnv(Env):
             grid=grid, pos=out["pos"], orient=out["orient"], beam=out["beam"],
             last_actions=actions, prev_visible=G.visibility(state.pos, self.others), t=t)
         truncated = t >= self.max_steps
-        info = {"events": out["events"], "beam_hits": out["beam_hits"],
+        info = {"events": out["events"], "signals": {}, "beam_hits": out["beam_hits"],
                 "pos": out["pos"], "orient": out["orient"]}
-        return next_state, out["reward"], jnp.asarray(False), truncated, info
+        terminated = jnp.zeros(self.num_agents, jnp.bool_)  # the games end by time limit only
+        return next_state, out["reward"], terminated, truncated, info
 
     def resolve(self, key: jax.Array, state: GridState, actions: jax.Array) -> dict[str, Any]:
         """Moves, eating and beams of one step, before the game's dynamics (§1.5 steps 1–4).
@@ -187,6 +189,7 @@ class SSDEnv(Env):
 
     def observe(self, state: GridState) -> dict[str, jax.Array]:
         """Egocentric 15×15 RGB views and the action/visibility vectors (§1.7)."""
+        self.check_state(state)
         pad = G.VIEW_RADIUS
         beam = None if self.ref_beams_invisible else state.beam
         codes = G.colour_codes(state.grid, state.pos, beam, pad)
@@ -204,6 +207,7 @@ class SSDEnv(Env):
 
     def render(self, state: GridState) -> jax.Array:
         """uint8[H, W, 3]: the whole map with agents and beams, one pixel per cell."""
+        self.check_state(state)
         codes = G.colour_codes(state.grid, state.pos, state.beam, 0)
         return self.palette[codes]
 
@@ -229,7 +233,8 @@ class SSDEnv(Env):
         orient = np.asarray(orientations)
         n = self.num_agents
         if pos.shape != (n, 2) or orient.shape != (n,):
-            raise ValueError(f"positions must have shape ({n}, 2) and orientations ({n},); "
+            raise ValueError(f"positions must have shape ({n}, 2) and orientations ({n},) "
+                             f"(num_agents={n}); "
                              f"got {pos.shape} and {orient.shape}")
         if not (np.issubdtype(pos.dtype, np.integer) and np.issubdtype(orient.dtype, np.integer)):
             raise ValueError("positions and orientations must be integers")
@@ -242,6 +247,18 @@ class SSDEnv(Env):
             raise ValueError("an agent stands on a wall")
         if len({tuple(p) for p in pos.tolist()}) != n:
             raise ValueError("two agents share a cell")
+        if (isinstance(t, bool) or not isinstance(t, int | np.integer)
+                or not 0 <= t < self.max_steps):
+            raise ValueError(f"t must be an integer in [0, {self.max_steps - 1}] "
+                             f"(max_steps={self.max_steps}), got {t!r}")
+        if last_actions is not None:
+            last = np.asarray(last_actions)
+            if last.shape != (n,) or not np.issubdtype(last.dtype, np.integer):
+                raise ValueError(f"last_actions must be {n} integers (one per agent), got "
+                                 f"shape {last.shape} and dtype {last.dtype}")
+            if np.any(last < 0) or np.any(last >= self.actions):
+                raise ValueError(f"last_actions must lie in [0, {self.actions - 1}], "
+                                 f"got {last.tolist()}")
         return self._state(codes, pos, orient, t=t, last_actions=last_actions)
 
     def validate_cells(self, codes: np.ndarray) -> None:

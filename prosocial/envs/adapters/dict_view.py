@@ -5,10 +5,12 @@
 and jittable like the environment itself: ``jax.jit(view.step)`` works.
 
 Unlike JaxMARL, ``step`` does not reset finished episodes: auto-reset is a wrapper of the
-contract, so ``DictView(AutoReset(env))`` gives the JaxMARL behaviour. ``dones[agent]`` and
-``dones["__all__"]`` are ``terminated | truncated``; ``infos`` is the environment's info
-(arrays with the agent axis) plus the scalar ``"terminated"`` and ``"truncated"`` flags, so a
-learner can still tell a time limit (bootstrap) from a terminal state (do not).
+contract, so ``DictView(AutoReset(env))`` gives the JaxMARL behaviour. ``dones[agent]`` is
+``terminated[i] | truncated`` and ``dones["__all__"]`` is ``all(terminated) | truncated``
+(the environment episode is over); ``infos`` is the environment's info (arrays with the
+agent axis) plus the per-agent ``"terminated"`` (bool[N]) and the scalar ``"truncated"``
+flags, so a learner can still tell a time limit (bootstrap) from a terminal state (do not).
+Spaces and observations of an agent are those of its role (``env.roles``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from prosocial.envs.core import Env
+from prosocial.envs.core import Env, agent_observation, agent_roles, episode_done
 
 
 class DictView:
@@ -28,16 +30,15 @@ class DictView:
         self.env = env
         self.num_agents = env.num_agents
         self.agents = [f"agent_{i}" for i in range(env.num_agents)]
+        self.roles = agent_roles(env)
 
     def observation_space(self, agent: str):
-        """The prosocial space of one agent's observation (the same for every agent)."""
-        self._index(agent)
-        return self.env.observation_space
+        """The prosocial space of one agent's observation (that of its role)."""
+        return self.env.observation_spaces[self.roles[self._index(agent)]]
 
     def action_space(self, agent: str):
-        """The prosocial action space of one agent (the same for every agent)."""
-        self._index(agent)
-        return self.env.action_space
+        """The prosocial action space of one agent (that of its role)."""
+        return self.env.action_spaces[self.roles[self._index(agent)]]
 
     def _index(self, agent: str) -> int:
         if agent not in self.agents:
@@ -53,10 +54,9 @@ class DictView:
         """(obs_dict, state, rewards_dict, dones_dict, infos) for one joint step."""
         obs, state, reward, terminated, truncated, info = self.env.step(
             key, state, self._joint_action(actions))
-        done = jnp.logical_or(terminated, truncated)
         rewards = {a: reward[i] for i, a in enumerate(self.agents)}
-        dones = dict.fromkeys(self.agents, done)
-        dones["__all__"] = done
+        dones = {a: terminated[i] | truncated for i, a in enumerate(self.agents)}
+        dones["__all__"] = episode_done(terminated, truncated)
         infos = dict(info, terminated=terminated, truncated=truncated)
         return self._split(obs), state, rewards, dones, infos
 
@@ -77,4 +77,4 @@ class DictView:
         return jnp.stack(values).astype(jnp.int32)
 
     def _split(self, obs: dict) -> dict[str, dict[str, jax.Array]]:
-        return {a: {k: v[i] for k, v in obs.items()} for i, a in enumerate(self.agents)}
+        return {a: agent_observation(self.env, obs, i) for i, a in enumerate(self.agents)}

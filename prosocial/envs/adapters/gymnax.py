@@ -9,7 +9,9 @@ It follows the contract of :mod:`prosocial.envs.core` with one agent:
   bounds, since our ``Box`` has scalar bounds; for CartPole they are ±float32 max, because
   the velocities are unbounded); ``observe(state) == {"obs": float32[1, *shape]}``;
 - ``action_space = Discrete(n)``; ``step_state`` takes ``actions: int[1]``;
-- ``reward`` is ``float32[1]``; ``info == {"events": {}}`` (no social events).
+- ``reward`` is ``float32[1]``, ``terminated`` ``bool[1]`` (the one agent's end is the
+  episode's), ``truncated`` ``bool[]``; ``info == {"events": {}, "signals": {}}`` (no social
+  events).
 
 It calls gymnax's ``reset_env``/``step_env``, never gymnax's ``step``, which resets finished
 episodes itself and so hides the final state: here episodes are reset by
@@ -110,15 +112,16 @@ class GymnaxEnv(Env):
         return _strong(state)
 
     def step_state(self, key: jax.Array, state, actions: jax.Array):
+        self.check_state(state)
         action = self.check_actions(actions)[0]
         _, state, reward, terminated, _ = self.gymnax_env.step_env(
             key, state, action, self.params)
         state = _strong(state)
-        terminated = jnp.asarray(terminated, jnp.bool_)
+        terminated = jnp.asarray(terminated, jnp.bool_).reshape(())
         time_limit = jnp.asarray(self.gymnax_env.is_truncated(state, self.params), jnp.bool_)
         truncated = time_limit & ~terminated
         reward = jnp.asarray(reward, jnp.float32).reshape(1)
-        return state, reward, terminated, truncated, {"events": {}}
+        return state, reward, terminated.reshape(1), truncated, {"events": {}, "signals": {}}
 
     def observe(self, state) -> Obs:
         try:

@@ -1,10 +1,17 @@
 """PettingZoo ``ParallelEnv`` over any prosocial environment: NumPy in, NumPy out.
 
 Agents are named ``agent_0`` … ``agent_{N-1}``; agent ``i`` is row ``i`` of every array of
-the wrapped environment. Each call runs the environment's jitted ``reset``/``step`` once
-and converts the arrays on the host: observations become per-agent dicts of NumPy arrays,
-rewards Python floats, end flags Python bools, and each agent's info holds its events of
-the step (``info["events"]`` of the contract) as Python ints.
+the wrapped environment, and its spaces are those of its role (``env.roles``). Each call
+runs the environment's jitted ``reset``/``step`` once and converts the arrays on the host:
+observations become per-agent dicts of NumPy arrays, rewards Python floats, end flags
+Python bools, and each agent's info holds its events of the step (``info["events"]`` of the
+contract) as Python ints.
+
+Per-agent ends follow PettingZoo: ``terminations[a]`` is the contract's ``terminated[i]``
+and ``truncations[a]`` the time limit. An agent that terminated or was truncated leaves
+``agents``; later steps take actions of the live agents only (the wrapped environment,
+which ignores a terminated agent's action, is given 0 for it) and report only them. The
+episode is over when ``agents`` is empty.
 
 Randomness is an explicit JAX key chain held by the adapter. ``reset(seed=s)`` restarts the
 chain from ``s`` (mixed through ``np.random.SeedSequence``, so any non-negative int works);
@@ -26,7 +33,7 @@ import jax
 import numpy as np
 from pettingzoo import ParallelEnv
 
-from prosocial.envs.core import Env
+from prosocial.envs.core import Env, agent_observation, agent_roles, num_actions_per_agent
 
 
 class _ByIdentity:
@@ -95,11 +102,15 @@ class PettingZooEnv(ParallelEnv):
         self.metadata = dict(self.metadata, name=f"prosocial_{env.env_id}")
         self.possible_agents = [f"agent_{i}" for i in range(env.num_agents)]
         self.agents: list[str] = []
+        roles = agent_roles(env)
+        self._limits = num_actions_per_agent(env)
         # One space object per agent, built once: PettingZoo requires the same object on
         # every call, and separate objects let each agent's sampler be seeded on its own.
-        self.observation_spaces = {a: env.observation_space.to_gymnasium()
-                                   for a in self.possible_agents}
-        self.action_spaces = {a: env.action_space.to_gymnasium() for a in self.possible_agents}
+        obs_spaces, act_spaces = env.observation_spaces, env.action_spaces
+        self.observation_spaces = {a: obs_spaces[r].to_gymnasium()
+                                   for a, r in zip(self.possible_agents, roles, strict=True)}
+        self.action_spaces = {a: act_spaces[r].to_gymnasium()
+                              for a, r in zip(self.possible_agents, roles, strict=True)}
         self._handle = _ByIdentity(env)
         self._key: jax.Array | None = None
         self._state = None
@@ -131,7 +142,7 @@ class PettingZooEnv(ParallelEnv):
             self._key = jax.random.key(int(entropy))
         self._key, obs, self._state = _reset(self._handle, self._key)
         self.agents = list(self.possible_agents)
-        return self._split_obs(obs), {a: {} for a in self.agents}
+        return self._split_obs(obs, self.agents), {a: {} for a in self.agents}
 
     def step(self, actions: Mapping[str, int]):
         """One joint step: (observations, rewards, terminations, truncations, infos)."""
@@ -145,29 +156,34 @@ class PettingZooEnv(ParallelEnv):
         reward, terminated, truncated, events = jax.device_get(
             (reward, terminated, truncated, events))
         agents = self.agents
-        rewards = {a: float(reward[i]) for i, a in enumerate(agents)}
-        terminations = dict.fromkeys(agents, bool(terminated))
+        index = {a: self.possible_agents.index(a) for a in agents}
+        rewards = {a: float(reward[i]) for a, i in index.items()}
+        terminations = {a: bool(terminated[i]) for a, i in index.items()}
         truncations = dict.fromkeys(agents, bool(truncated))
         infos = {a: {name: int(count[i]) for name, count in events.items()}
-                 for i, a in enumerate(agents)}
-        observations = self._split_obs(obs)
-        if terminated or truncated:
-            self.agents = []
+                 for a, i in index.items()}
+        observations = self._split_obs(obs, agents)
+        self.agents = [a for a in agents if not (terminations[a] or truncations[a])]
         return observations, rewards, terminations, truncations, infos
 
     def _joint_action(self, actions: Mapping[str, int]) -> np.ndarray:
-        """Check an action dict and stack it into int32[N] in agent order."""
+        """Check an action dict and stack it into int32[N] in agent order (0 for agents that
+        are no longer live)."""
         if not isinstance(actions, Mapping):
             raise ValueError(f"actions must be a dict keyed by agent, got {type(actions).__name__}")
-        n = self.env.num_actions
-        valid = f"an integer in [0, {n - 1}]"
         missing = [a for a in self.agents if a not in actions]
         unknown = [a for a in actions if a not in self.agents]
         if missing or unknown:
+            ranges = sorted({int(n) - 1 for n in self._limits})
+            valid = " or ".join(f"[0, {r}]" for r in ranges)
             raise ValueError(f"actions must have one entry per live agent ({', '.join(self.agents)}"
-                             f"), each {valid}; missing {missing}, unknown {unknown}")
-        joint = np.empty(len(self.agents), np.int32)
-        for i, agent in enumerate(self.agents):
+                             f"), each an integer in {valid}; missing {missing}, "
+                             f"unknown {unknown}")
+        joint = np.zeros(len(self.possible_agents), np.int32)
+        for agent in self.agents:
+            i = self.possible_agents.index(agent)
+            n = int(self._limits[i])
+            valid = f"an integer in [0, {n - 1}]"
             value = actions[agent]
             array = np.asarray(value)
             if not np.issubdtype(array.dtype, np.integer):
@@ -181,11 +197,11 @@ class PettingZooEnv(ParallelEnv):
             joint[i] = array
         return joint
 
-    def _split_obs(self, obs) -> dict[str, dict[str, np.ndarray]]:
+    def _split_obs(self, obs, agents) -> dict[str, dict[str, np.ndarray]]:
         host = jax.device_get(obs)
         # np.array copies: each agent gets its own writable arrays (0-d for scalar leaves).
-        return {a: {k: np.array(v[i]) for k, v in host.items()}
-                for i, a in enumerate(self.possible_agents)}
+        return {a: {k: np.array(v) for k, v in agent_observation(
+                    self.env, host, self.possible_agents.index(a)).items()} for a in agents}
 
     # ------------------------------------------------------------------ rendering
     def render(self) -> np.ndarray | None:
