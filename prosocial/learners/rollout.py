@@ -15,10 +15,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from prosocial import metrics as M
-from prosocial.envs.core import AutoReset, event_keys
+from prosocial.envs.core import AutoReset, episode_done, event_keys
 from prosocial.layout import chunked_scan
 from prosocial.learners.episodes import add_finished, mean_finished, zero_sums
 from prosocial.learners.population import sample_actions
@@ -39,6 +40,9 @@ class Rollout:
       truncated: bool ``[T, S, E]``, the episode ends by its time limit at t.
       active: bool ``[T, S, E, N]``, the agent was still in the episode when acting at t.
       events: ``{name: [T, S, E, N]}`` from ``info["events"]``.
+      signals: ``{name: [T, S, E, ...]}`` from ``info["signals"]`` (what motives declare).
+      action_mask: bool ``[T, S, E, N, A]``, the actions allowed at t, or ``None`` when the
+        environment allows every action always (the policies' logits are masked with it)
       policy: per population, ``{"logits": [T, P, B, A], "value": [T, P, B],
         "final_value": [T, P, B]}`` (``final_value``: the value of a truncated episode's
         final observation, 0 elsewhere) and ``"bootstrap_value": [P, B]`` (the value of the
@@ -55,6 +59,8 @@ class Rollout:
     truncated: jax.Array
     active: jax.Array
     events: dict
+    signals: dict
+    action_mask: Any
     policy: tuple
     env_steps: jax.Array
 
@@ -89,9 +95,20 @@ def init_rollout_state(env: AutoReset, populations, num_seeds: int, num_envs: in
                         key=jax.random.split(k_run, s), env_steps=jnp.zeros((), jnp.int32))
 
 
-def _per_agent(flag, n):
-    """An end flag ``[S, E]`` (env-wide) or ``[S, E, N]`` (per agent) → ``[S, E, N]``."""
-    return flag if flag.ndim == 3 else jnp.broadcast_to(flag[..., None], flag.shape + (n,))
+MASKED = -1e9
+"""Logit of an action an agent may not take."""
+
+
+def constant_all_allowed(env, env_state) -> bool:
+    """True when ``env.action_mask`` is a trace-time constant allowing every action (then
+    masking is skipped)."""
+    mask = env.action_mask(jax.tree.map(lambda x: x[0, 0], env_state))
+    return not isinstance(mask, jax.core.Tracer) and bool(np.all(np.asarray(mask)))
+
+
+def mask_logits(outputs, mask):
+    """Policy outputs with the logits of forbidden actions set to :data:`MASKED`."""
+    return dict(outputs, logits=jnp.where(mask, outputs["logits"], MASKED))
 
 
 def make_collect(env, populations, num_steps: int, chunk_len: int | None = None,
@@ -113,13 +130,15 @@ def make_collect(env, populations, num_steps: int, chunk_len: int | None = None,
     if bootstrap is None:
         bootstrap = (True,) * len(populations)
 
-    def act(params, obs, carries, start, keys, alive):
+    def act(params, obs, carries, start, keys, mask):
         actions = jnp.zeros(start.shape + (n,), jnp.int32)
         outputs, new_carries = [], []
         for pop, p, carry in zip(populations, params, carries, strict=True):
             lay = pop.layout
             obs_p = jax.tree.map(lay.to_params, obs)
             out, carry = pop.policy.step(p, obs_p, carry, lay.per_param(start))
+            if mask is not None:
+                out = mask_logits(out, lay.to_params(mask)[..., :out["logits"].shape[-1]])
             a = sample_actions(out, pop.act_keys(keys), greedy)
             a_env = lay.to_envs(a)
             actions = a_env if lay.all_agents else actions.at[:, :, list(lay.agents)].set(a_env)
@@ -157,15 +176,14 @@ def make_collect(env, populations, num_steps: int, chunk_len: int | None = None,
         keys = jax.vmap(lambda k: jax.random.split(k, 3))(rs.key)
         k_next, k_act, k_env = keys[:, 0], keys[:, 1], keys[:, 2]
         act_keys = jax.vmap(lambda k: jax.random.split(k, n))(k_act)
-        actions, outputs, carries = act(params, rs.obs, rs.carries, rs.start, act_keys,
-                                        rs.alive)
+        mask = (None if constant_all_allowed(env, rs.env_state)
+                else jax.vmap(jax.vmap(env.action_mask))(rs.env_state))
+        actions, outputs, carries = act(params, rs.obs, rs.carries, rs.start, act_keys, mask)
         env_keys = jax.vmap(lambda k: jax.random.split(k, e))(k_env)
         obs, env_state, reward, term, trunc, info = jax.vmap(jax.vmap(env.step))(
             env_keys, rs.env_state, actions)
-        term = _per_agent(term, n)
-        trunc_env = trunc if trunc.ndim == 2 else jnp.any(trunc, axis=-1)
-        done = jnp.all(term, axis=-1) | trunc_env
-        finals = final_values(params, info["final_state"], carries, trunc_env)
+        done = episode_done(term, trunc)
+        finals = final_values(params, info["final_state"], carries, trunc)
         events = info.get("events", {})
         episode, finished = jax.vmap(jax.vmap(M.accumulator_step))(
             rs.episode, reward, {k: events[k] for k in names}, done)
@@ -173,8 +191,8 @@ def make_collect(env, populations, num_steps: int, chunk_len: int | None = None,
         sums = jax.lax.cond(jnp.any(done), add_finished, lambda s, *_: s, sums, finished, done)
         transition = {
             "obs": rs.obs, "action": actions, "reward": reward, "start": rs.start,
-            "done": done, "terminated": term, "truncated": trunc_env, "active": rs.alive,
-            "events": events,
+            "done": done, "terminated": term, "truncated": trunc, "active": rs.alive,
+            "events": events, "signals": info.get("signals", {}), "action_mask": mask,
             "policy": tuple(dict(out, final_value=f) for out, f in zip(outputs, finals,
                                                                        strict=True)),
         }

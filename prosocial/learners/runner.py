@@ -230,6 +230,9 @@ class Runner:
         }
         targets = rule.prepare(batch)
         motive_carry0 = extras.pop("initial_carry", ())
+        if rollout.action_mask is not None:
+            targets["action_mask"] = to_params(rollout.action_mask)[
+                ..., :out["logits"].shape[-1]]
         seqs = {"obs": jax.tree.map(to_params, rollout.obs), "start": per_param(rollout.start),
                 "action": to_params(rollout.action), "logits": out["logits"],
                 "value": out["value"], "mask": to_params(rollout.active), "motive": extras,

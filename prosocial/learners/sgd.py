@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prosocial.learners.rollout import MASKED
 from prosocial.motives.base import PolicyView
 
 
@@ -32,11 +33,14 @@ def make_sgd(pop):
     def loss(learned, mb, carry0, lstate):
         params, motive_params = learned
         policy_carry0, motive_carry0 = carry0
+        out = policy.unroll(params, mb["obs"], policy_carry0, mb["start"],
+                            return_features=motive.learned)
+        logits, values = out[0], out[1]
+        if "action_mask" in mb:
+            logits = jnp.where(mb["action_mask"], logits, MASKED)
         if not motive.learned:
-            logits, values = policy.unroll(params, mb["obs"], policy_carry0, mb["start"])
             return rule.loss(logits, values, mb, lstate)
-        logits, values, features = policy.unroll(params, mb["obs"], policy_carry0,
-                                                 mb["start"], return_features=True)
+        features = out[2]
         total, terms = rule.loss(logits, values, mb, lstate)
         view = PolicyView(layout=lay, logits=logits, features=features, starts=mb["start"],
                           mask=mb["mask"], action=mb["action"])
