@@ -3,7 +3,8 @@
 Each agent owns a MOA: a tower (Dense 32 tanh, Dense 32 tanh) on the policy's shared
 convolution features, an LSTM (128) whose input at step t is the tower output for o_t and
 the one-hot actions of all N agents at t (own first, then the others in increasing index),
-and a Dense head predicting the other agents' actions at t + 1 ((N − 1)·|A| logits).
+and a Dense head predicting the other agents' actions at t + 1 ((N − 1)·|A| logits;
+Glorot-uniform kernel, zero bias: the Keras default of the reference).
 
 Influence of agent k's action a_t (the value SSD computes at t + 1 and shifts back to t):
 
@@ -155,7 +156,8 @@ class SocialInfluence(Motive):
                 "recurrent_kernel": jax.nn.initializers.orthogonal()(
                     next(keys), (h, 4 * h), jnp.float32),
                 "bias": bias}
-            params["out"] = nets._dense(next(keys), h, (n - 1) * a, net_cfg.head_init_scale)
+            # Keras default (Glorot uniform, zero bias) as the policy logits (specs.md §9.4).
+            params["out"] = nets.glorot_dense(next(keys), h, (n - 1) * a)
             return params
 
         return jax.vmap(one)(jax.random.split(key, num_params))
