@@ -539,7 +539,12 @@ def test_influence_of_random_agents_is_of_the_reference_order(cleanup5):
     visible = np.asarray(rollout.obs["visible"])
     assert 0.3 < visible.mean() < 0.9  # others in view on many steps, not all
     reward = cleanup5.influence_rewards(params)
-    assert np.all(reward >= 0.0) and np.all(np.isfinite(reward))
+    assert np.all(np.isfinite(reward))
+    # Influence counts only others in view at the step: exactly 0 where none is, positive
+    # (the own action shifts the prediction of every other a little) where one is.
+    any_visible = visible.max(axis=-1) > 0  # [T, S, E, N]
+    assert any_visible.any() and not any_visible.all()
+    assert np.all(reward[~any_visible] == 0.0) and np.all(reward[any_visible] > 0.0)
     mean = float(reward.mean())
     assert 1e-5 < mean < 1e-3, mean
     # each seed on its own is of that order too
@@ -640,13 +645,21 @@ def test_ppo_with_inequity_aversion_on_cleanup():
     # the SI fixture's env and sizes: PPO.init's eager env and network operations are compiled
     ppo = PPO(tiny_ppo_config(E), CLEANUP, num_seeds=1,
               motive=InequityAversion(alpha=5.0, beta=0.05))
-    _, metrics = ppo.iteration(ppo.init(jax.random.PRNGKey(0)))
+    ts = ppo.init(jax.random.PRNGKey(0))
+    # The learner's rollout, recorded by the same compiled collection step it runs itself.
+    _, traj, _, _, _ = ppo._collect(jax.tree.map(jnp.copy, ts))
+    _, metrics = ppo.iteration(ts)
     ret, ia_reward = np.asarray(metrics["intrinsic_return"]), metrics["inequity_aversion_reward"]
     assert ret.shape == (1, N) and ia_reward.shape == (1, N)
-    assert np.all(np.asarray(ia_reward) <= 0.0)
-    # Every episode is exactly the rollout (T steps from a start), so the mean intrinsic
-    # return is T × the mean intrinsic reward per step.
-    assert_close(ret, T * np.asarray(ia_reward), tol=1e-5)
+    rewards = np.asarray(to_env_major(traj["reward"], 1))[:, 0]  # [T, E, N]
+    done = np.asarray(to_env_major(traj["terminated"] | traj["truncated"], 1))[:, 0, :, 0]
+    assert (rewards != 0).any(), "the rollout needs rewards (FIRE fines) to compare"
+    want = numpy_inequity_aversion(rewards, done, 0.81, 5.0, 0.05)  # [T, E, N]
+    # per-step mean over the rollout and envs, and (every episode is exactly the rollout,
+    # T steps from a start) the mean over episodes of Σ_t u
+    assert_close(ia_reward[0], want.mean(axis=(0, 1)), tol=1e-5)
+    assert_close(ret[0], want.sum(axis=0).mean(axis=0), tol=1e-4)
+    assert want.min() < 0.0
 
 
 def test_ppo_with_social_influence(si):
