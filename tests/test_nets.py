@@ -8,6 +8,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from prosocial import nets
 from prosocial.envs.spaces import Box, Dict
@@ -76,3 +77,48 @@ def test_policy_logits_are_glorot_uniform_and_value_head_normalised_columns():
     norms = np.linalg.norm(np.asarray(params["value"]["kernel"]), axis=1)  # [8, 1]
     np.testing.assert_allclose(norms, 0.01, rtol=1e-5)
     assert np.all(np.asarray(params["value"]["bias"]) == 0.0)
+
+
+# --- convolution's hand-written backward pass ------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "uint8"])
+def test_direct_conv_gradient_matches_autodiff_of_lax_conv(dtype):
+    """``_conv_direct``'s custom VJP (kernel and bias) against autodiff of ``lax.conv`` (the
+    ``xla`` impl), including outputs where the ReLU is off: filter 0 has a bias so low that
+    it never fires (its gradient is exactly 0), the others fire on part of the map."""
+    p, m, h, w, c, k, f = 2, 3, 7, 6, 3, 3, 4
+    keys = jax.random.split(jax.random.PRNGKey(1), 4)
+    if dtype == "uint8":  # observations as the learner feeds them
+        x = jax.random.randint(keys[0], (p, m, h, w, c), 0, 256).astype(jnp.uint8)
+        scale = 1.0 / 255.0
+    else:
+        x = jax.random.normal(keys[0], (p, m, h, w, c))
+        scale = 1.0
+    kernel = scale * jax.random.normal(keys[1], (p, k, k, c, f))
+    # Biases from the pre-activations z: filter 0 below its max (never fires), filters 1–3
+    # at their 50th, 30th and 70th percentile (fire on half, 70% and 30% of the map).
+    z = jax.vmap(lambda x, k: jax.lax.conv_general_dilated(
+        x.astype(jnp.float32), k, (1, 1), "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC")))(x, kernel)
+    z = np.asarray(z).reshape(p, -1, f)
+    bias = jnp.asarray(np.stack([[-z[i, :, 0].max() - 1.0]
+                                 + [-np.percentile(z[i, :, j], q)
+                                    for j, q in ((1, 50), (2, 30), (3, 70))]
+                                 for i in range(p)]), jnp.float32)
+    weights = jax.random.normal(keys[2], (p, m, h - k + 1, w - k + 1, f))
+
+    def loss(impl):
+        return lambda kernel, bias: jnp.sum(nets.conv_relu(impl, x, kernel, bias) * weights)
+
+    y = np.asarray(nets.conv_relu("direct", x, kernel, bias))
+    np.testing.assert_allclose(y, nets.conv_relu("xla", x, kernel, bias), rtol=1e-5, atol=1e-5)
+    assert np.all(y[..., 0] == 0.0)  # ReLU off everywhere
+    assert 0.3 < (y[..., 1:] > 0).mean() < 0.7  # ReLU on in part of the map
+    want = jax.grad(loss("xla"), argnums=(0, 1))(kernel, bias)
+    got = jax.grad(loss("direct"), argnums=(0, 1))(kernel, bias)
+    for g, wnt in zip(got, want, strict=True):
+        assert g.shape == wnt.shape
+        np.testing.assert_allclose(g, wnt, rtol=1e-5, atol=1e-5 * float(jnp.abs(wnt).max()))
+    assert np.all(np.asarray(got[0])[..., 0] == 0.0) and np.all(np.asarray(got[1])[:, 0] == 0.0)
+    assert float(jnp.abs(got[0][..., 1]).max()) > 0.0
