@@ -6,9 +6,10 @@ The SSD baseline network ([EMUREL] Fig. A.2, SSD ``models/baseline_model.py``):
     → Dense 32, tanh → Dense 32, tanh → LSTM 128 → policy logits Dense |A|, value Dense 1
 
 Initialisation follows the reference (TF/Keras defaults where SSD sets nothing): the conv
-kernel Glorot-uniform; the MLP and the heads "normalised columns" (a standard normal matrix
-whose every output column is scaled to L2 norm ``hidden_init_scale`` = 1.0, resp.
-``head_init_scale`` = 0.01); the LSTM input kernel Glorot-uniform, recurrent kernel
+kernel Glorot-uniform; the MLP and the value head "normalised columns" (a standard normal
+matrix whose every output column is scaled to L2 norm ``hidden_init_scale`` = 1.0, resp.
+``head_init_scale`` = 0.01); the policy logits Glorot-uniform (Keras default, specs.md §8.1
+as corrected 2026-12-02); the LSTM input kernel Glorot-uniform, recurrent kernel
 orthogonal, bias 0 except 1 on the forget gate (Keras ``unit_forget_bias``); biases 0.
 Observations without ``"rgb"`` (vector observations ``{"obs": float[d]}``) skip the conv.
 ``lstm_size=None`` gives a feed-forward network (its carry is the empty tuple).
@@ -57,7 +58,8 @@ class NetConfig:
     hidden_init_scale: float = 1.0
     """Column norm of the normalised-columns init of the MLP kernels."""
     head_init_scale: float = 0.01
-    """Column norm of the normalised-columns init of the policy and value heads."""
+    """Column norm of the normalised-columns init of the value head (the policy logits are
+    Glorot-uniform, specs.md §8.1)."""
     conv_impl: Literal["auto", "direct", "xla", "xla_loop"] = "auto"
     """How the convolution is computed (same function, different speed): ``auto`` = direct on
     CPU, xla elsewhere."""
@@ -107,6 +109,12 @@ def _dense(key, n_in: int, n_out: int, scale: float) -> Params:
     return {"kernel": normc(key, (n_in, n_out), scale), "bias": jnp.zeros((n_out,), jnp.float32)}
 
 
+def glorot_dense(key, n_in: int, n_out: int) -> Params:
+    """Keras's default Dense init: Glorot-uniform kernel (bound √(6 / (in + out))), zero bias."""
+    return {"kernel": jax.nn.initializers.glorot_uniform()(key, (n_in, n_out), jnp.float32),
+            "bias": jnp.zeros((n_out,), jnp.float32)}
+
+
 def input_key(obs_keys) -> str:
     """The observation entry the network reads: ``rgb`` if present, else ``obs``."""
     if "rgb" in obs_keys:
@@ -153,7 +161,9 @@ def init_params(cfg: NetConfig, key: jax.Array, obs_space, num_actions: int) -> 
                 next(keys), (hsz, 4 * hsz), jnp.float32),
             "bias": bias}
         width = hsz
-    params["policy"] = _dense(next(keys), width, num_actions, cfg.head_init_scale)
+    # Policy logits: Keras's default Dense init, as SSD passes none (specs.md §8.1);
+    # only the value head has the small normalised columns.
+    params["policy"] = glorot_dense(next(keys), width, num_actions)
     params["value"] = _dense(next(keys), width, 1, cfg.head_init_scale)
     return params
 

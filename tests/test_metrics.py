@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from prosocial import metrics as M
+from prosocial.learners.episodes import add_finished, mean_finished, zero_sums
 
 
 def assert_close(actual, expected):
@@ -256,3 +257,71 @@ def test_accumulator_rejects_bad_input():
         M.accumulator_step(acc, np.zeros(2), {"fires": np.zeros(3)}, False)
     with pytest.raises(ValueError, match="done must be a scalar"):
         M.accumulator_step(acc, np.zeros(2), {"fires": np.zeros(2)}, np.zeros(2, bool))
+
+
+# --- per-update means over finished episodes (learners/episodes.py) ---------------------------
+
+
+def hand_finished(returns, positive_steps, positive_time, length):
+    """Finished-episode totals [S, E] (N agents) without events."""
+    returns = jnp.asarray(returns, jnp.float32)
+    return M.EpisodeAccumulator(
+        length=jnp.asarray(length, jnp.int32), returns=returns,
+        positive_reward_steps=jnp.asarray(positive_steps, jnp.int32),
+        positive_reward_time=jnp.asarray(positive_time, jnp.int32),
+        event_totals={}, event_steps={}, event_time={})
+
+
+def test_episode_means_leave_out_episodes_where_a_metric_is_undefined():
+    # S = 2 seeds × E = 3 envs, N = 2 agents, episodes of T = 10 steps.
+    # Step A: seed 0: (3, 1) equality 0.75; (0, 0) equality undefined (Σ R = 0); (2, 2)
+    # equality 1. Seed 1: (−1, 0) and (0, 0) undefined; env 2 (1, 3) has not ended.
+    # Sustainability (mean step of positive rewards): seed 0 env 0: agent 0 at steps 2, 4
+    # (Σ t = 6, 2 steps → 3), agent 1 at step 5 → S = (3 + 5)/2 = 4; env 1: none → undefined;
+    # env 2: agents at steps 1 and 7 → S = (1 + 7)/2 = 4. Seed 1's ended episodes: none.
+    a = hand_finished(returns=[[[3, 1], [0, 0], [2, 2]], [[-1, 0], [0, 0], [1, 3]]],
+                      positive_steps=[[[2, 1], [0, 0], [1, 1]], [[0, 0], [0, 0], [1, 1]]],
+                      positive_time=[[[6, 5], [0, 0], [1, 7]], [[0, 0], [0, 0], [2, 2]]],
+                      length=[[10, 10, 10], [10, 10, 10]])
+    done_a = jnp.array([[True, True, True], [True, True, False]])
+    # Step B: seed 0 env 1 ends again with (4, 0): equality 1 − 8/16 = 0.5, agent 0 positive
+    # at step 8 → S = 8.
+    b = hand_finished(returns=[[[9, 9], [4, 0], [9, 9]], [[9, 9], [9, 9], [9, 9]]],
+                      positive_steps=[[[1, 1], [1, 0], [1, 1]], [[1, 1], [1, 1], [1, 1]]],
+                      positive_time=[[[1, 1], [8, 0], [1, 1]], [[1, 1], [1, 1], [1, 1]]],
+                      length=[[10, 10, 10], [10, 10, 10]])
+    done_b = jnp.array([[False, True, False], [False, False, False]])
+
+    shapes = jax.eval_shape(M.episode_metrics, jax.tree.map(lambda x: x[0, 0], a))
+    sums = zero_sums(shapes, 2)
+    sums = jax.jit(add_finished)(sums, a, done_a)
+    sums = jax.jit(add_finished)(sums, b, done_b)
+    out = {k: np.asarray(v) for k, v in mean_finished(sums).items()}
+    # seed 0: 4 episodes ended; equality defined in 3: (0.75 + 1 + 0.5)/3 = 0.75
+    # (the old mean, NaN as 0 over 4 episodes, gave 2.25/4 = 0.5625);
+    # sustainability defined in 3: (4 + 4 + 8)/3 = 16/3
+    # seed 1: 2 episodes ended, equality and sustainability undefined in both → NaN (not 0)
+    assert_close(out["episodes"], [4.0, 2.0])
+    assert_close(out["equality"][0], 0.75)
+    assert_close(out["sustainability_time"][0], 16 / 3)
+    assert np.isnan(out["equality"][1]) and np.isnan(out["sustainability_time"][1])
+    # metrics defined in every episode still average over all ended episodes:
+    # seed 0 collective returns 4, 0, 4, 4 → 3; seed 1: −1, 0 → −0.5
+    assert_close(out["collective_return"], [3.0, -0.5])
+    # per-agent returns: seed 0 (3 + 0 + 2 + 4)/4, (1 + 0 + 2 + 0)/4; seed 1 (−1 + 0)/2, 0
+    assert_close(out["returns"], [[2.25, 0.75], [-0.5, 0.0]])
+    assert_close(out["episode_length"], [10.0, 10.0])
+
+
+def test_episode_means_are_nan_for_a_seed_where_no_episode_ended():
+    a = hand_finished(returns=[[[3, 1]], [[2, 2]]], positive_steps=[[[1, 1]], [[1, 1]]],
+                      positive_time=[[[2, 4]], [[2, 4]]], length=[[5], [5]])
+    shapes = jax.eval_shape(M.episode_metrics, jax.tree.map(lambda x: x[0, 0], a))
+    sums = add_finished(zero_sums(shapes, 2), a, jnp.array([[True], [False]]))
+    out = mean_finished(sums)
+    assert_close(out["episodes"], [1.0, 0.0])
+    assert_close(out["equality"][0], 0.75)
+    assert_close(out["sustainability_time"][0], 3.0)
+    for k, v in out.items():
+        if k != "episodes":
+            assert np.all(np.isnan(np.asarray(v)[1])), k

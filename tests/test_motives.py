@@ -25,7 +25,12 @@ from prosocial.motives.base import Motive, Rollout, to_agent_major, to_env_major
 from prosocial.motives.collective import CollectiveReward
 from prosocial.motives.config import MotiveConfig
 from prosocial.motives.inequity import InequityAversion
-from prosocial.motives.influence import SocialInfluence, influence, influence_weight
+from prosocial.motives.influence import (
+    SocialInfluence,
+    guard_influence,
+    influence,
+    influence_weight,
+)
 
 
 def assert_close(actual, expected, tol=1e-6):
@@ -230,6 +235,58 @@ def test_influence_weight_follows_the_ssd_schedule():
                  2.5 * np.array(expected))
 
 
+# --- the influence guard (§9.4 step 4) -------------------------------------------------------
+
+
+def test_guard_zeroes_a_seed_with_non_finite_influence_before_clipping():
+    # c [T = 2, P = S·N = 2·2, E = 1]; seed 0 = columns 0–1, seed 1 = columns 2–3.
+    c = jnp.array([[[0.5], [20.0], [0.25], [-30.0]],
+                   [[1.0], [2.0], [3.0], [4.0]]])
+    # all finite: only the clip to [−10, 10]
+    assert_close(guard_influence(c, 2, 10.0)[:, :, 0], [[0.5, 10.0, 0.25, -10.0],
+                                                        [1.0, 2.0, 3.0, 4.0]])
+    # +inf in seed 1 → seed 1 gets 0 everywhere (not the clip value 10); seed 0 kept
+    out = guard_influence(c.at[1, 3, 0].set(jnp.inf), 2, 10.0)[:, :, 0]
+    assert_close(out, [[0.5, 10.0, 0.0, 0.0], [1.0, 2.0, 0.0, 0.0]])
+    # NaN in seed 0 → seed 0 zeroed, seed 1 intact
+    out = guard_influence(c.at[0, 0, 0].set(jnp.nan), 2, 10.0)[:, :, 0]
+    assert_close(out, [[0.0, 0.0, 0.25, -10.0], [0.0, 0.0, 3.0, 4.0]])
+
+
+# --- MOA loss on a hand-built minibatch (§9.4) -----------------------------------------------
+
+
+def test_moa_loss_averages_over_all_valid_entries_by_hand():
+    """N = 3 (two others), |A| = 3. With zero kernels the MOA predicts its output bias at
+    every step: other 0 logits (0, 0, 0) → uniform, CE = ln 3 whatever the action; other 1
+    logits (ln 2, 0, 0) → (1/2, 1/4, 1/4), CE = ln 2 for action 0 and ln 4 otherwise."""
+    motive = SocialInfluence(MotiveConfig(name="si", moa_lstm_size=2, moa_hidden_sizes=(2,),
+                                          moa_loss_weight=0.5))
+    motive.num_agents, motive.num_actions = 3, 3
+    h, d = 2, 4
+    params = {
+        "moa_0": {"kernel": jnp.zeros((1, d, 2)), "bias": jnp.zeros((1, 2))},
+        "lstm": {"input_kernel": jnp.zeros((1, 2 + 3 * 3, 4 * h)),
+                 "recurrent_kernel": jnp.zeros((1, h, 4 * h)), "bias": jnp.zeros((1, 4 * h))},
+        "out": {"kernel": jnp.zeros((1, h, 6)),
+                "bias": jnp.array([[0.0, 0.0, 0.0, math.log(2.0), 0.0, 0.0]])}}
+    # P = 1 agent, B = 2 sequences of L = 3 steps; sequence 1's last step is padding.
+    mask = jnp.array([[[True, True, True], [True, True, False]]])
+    next_others = jnp.array([[[[0, 0], [1, 1], [2, 0]], [[0, 2], [1, 0], [0, 1]]]])
+    next_visible = jnp.array([[[[1, 1], [0, 1], [1, 0]], [[1, 0], [0, 1], [1, 1]]]])
+    mb = {"own_first_actions": jnp.zeros((1, 2, 3, 3), jnp.int32),
+          "initial_carry": (jnp.zeros((1, 2, h)), jnp.zeros((1, 2, h))),
+          "next_others": next_others, "next_visible": next_visible, "mask": mask}
+    total, terms = motive.loss(params, (), mb, jnp.zeros((1, 6, d)), jnp.zeros((1, 2, 3), bool))
+    # Counted (visible, valid) entries: seq 0 t0: ln 3 + ln 2; t1: other 1 action 1 → ln 4;
+    # t2: ln 3; seq 1 t0: ln 3; t1: other 1 action 0 → ln 2; t2 is padding (not counted).
+    # Sum 3 ln 3 + 4 ln 2 over all entries = 5 valid steps × 2 others = 10 (the 6 visible
+    # entries alone would give /6).
+    expected = (3 * math.log(3.0) + 4 * math.log(2.0)) / 10
+    assert_close(terms["moa_loss"], [expected])
+    assert_close(total, 0.5 * expected)
+
+
 # --- SI with a hand-built MOA (§9.4) ---------------------------------------------------------
 T, E, N = 8, 4, 2  # rollout steps (= max_steps: the last step ends the episodes), envs, agents
 # A Cleanup corridor whose spawn cells lie 4 to 20 columns apart: agents see each other (within
@@ -370,15 +427,19 @@ def test_moa_learns_scripted_co_players(si):
     trained, opt_state, first_loss = update(params, tx.init(params))
     for _ in range(300):
         trained, opt_state, loss = update(trained, opt_state)
-    # untrained: about uniform predictions, cross-entropy ≈ ln |A|
-    assert_close(first_loss, [math.log(NUM_ACTIONS)] * N, tol=0.05)
-    assert np.all(np.asarray(loss) < 0.3)
+    # Untrained: about uniform predictions, cross-entropy ≈ ln |A| on each of the T − 1
+    # steps with a next action; the last step of each sequence has none and counts as 0 in
+    # the mean over all T steps: (T − 1)/T · ln |A| ≈ 1.92.
+    assert_close(first_loss, [(T - 1) / T * math.log(NUM_ACTIONS)] * N, tol=0.05)
+    # Trained: the next actions are a function of the own action, so the loss falls towards 0
+    assert np.all(np.asarray(loss) < 0.1 * np.asarray(first_loss))
     accuracy = {}
     for label, p, rollout in (("before", params, trains[0]), ("train", trained, trains[0]),
                               ("held_out", trained, held_out)):
         _, _, diagnostics, _ = si.intrinsic(p, carry, rollout, policy_params, T)
         accuracy[label] = float(diagnostics["moa_accuracy"][0])
     chance = 1 / NUM_ACTIONS
+    # 28 targets per agent (7 steps × 4 envs): chance accuracy 1/9, 0.5 is far above it
     assert accuracy["before"] < 0.5, accuracy
     assert accuracy["train"] > 0.8 > chance and accuracy["held_out"] > 0.8, accuracy
 
@@ -412,6 +473,136 @@ def test_ref_aux_losses_detached_freezes_the_moa_and_spares_the_shared_conv(si):
     assert norm(moa) > 0 and norm(policy["conv"]) > 0
     moa, policy = grads(detached=True)
     assert norm(moa) == 0 and norm(policy) == 0
+
+
+# --- SI at the reference's scale: 5 agents in Cleanup (§8.1, §9.4) ---------------------------
+T5, E5, S5, N5 = 100, 2, 2, 5  # steps, envs, seeds, agents
+
+
+@pytest.fixture(scope="module")
+def cleanup5():
+    """A 100-step rollout of 5 near-random agents (the policies at init; max π ≈ 0.16 of 9
+    actions) in the default Cleanup map, 2 seeds × 2 envs, with the SSD network and MOA
+    sizes. The MOA is frozen as in the reference (B-01) and the influence weight is 1 from
+    step 0, so the rewards are the clipped divergences c_t themselves."""
+    env = prosocial.make("cleanup", num_agents=N5)
+    cfg = MotiveConfig(name="si", ref_aux_losses_detached=True, influence_reward_weight=1.0,
+                       influence_schedule=((0.0, 1.0),))
+    motive = cfg.build()
+    ppo = PPO(PPOConfig(num_envs=E5, num_steps=T5, seq_len=20, num_epochs=1, num_minibatches=1,
+                        ref_horizon_is_terminal=True), env, num_seeds=S5, motive=motive)
+    ts = ppo.init(jax.random.PRNGKey(0))
+    _, traj, _, _, _ = ppo._collect(jax.tree.map(jnp.copy, ts))
+    env_major = lambda x: to_env_major(x, S5)  # noqa: E731
+    rollout = Rollout(
+        obs=jax.tree.map(env_major, traj["obs"]), action=env_major(traj["action"]),
+        logits=env_major(traj["logits"]), reward=env_major(traj["reward"]),
+        start=env_major(traj["start"])[..., 0],
+        done=env_major(traj["terminated"] | traj["truncated"])[..., 0],
+        events={k: env_major(v) for k, v in traj["events"].items()},
+        env_steps=jnp.asarray(0, jnp.int32))
+    intrinsic = jax.jit(motive.intrinsic, static_argnums=4)
+
+    def influence_rewards(motive_params, rollout=rollout):
+        carry = motive.init_carry(S5, E5, N5)
+        return np.asarray(intrinsic(motive_params, carry, rollout, ts.params, 20)[1])
+
+    return SimpleNamespace(env=env, motive=motive, ts=ts, rollout=rollout,
+                           influence_rewards=influence_rewards)
+
+
+def test_moa_output_head_is_glorot_uniform(cleanup5):
+    out = cleanup5.ts.motive_params["out"]
+    # P = 10 agents × 128 × (4 others · 9 actions) = 46 080 entries, bound √(6 / 164)
+    assert out["kernel"].shape == (S5 * N5, 128, 4 * NUM_ACTIONS)
+    w = np.asarray(out["kernel"]).ravel()
+    bound = math.sqrt(6.0 / (128 + 4 * NUM_ACTIONS))
+    assert np.all(np.abs(w) <= bound) and w.max() > 0.99 * bound
+    # variance of U(−b, b) is b²/3; the sample's relative standard error is √(0.8/n) < 0.5%
+    assert_close(w.var(), bound ** 2 / 3, tol=0.03 * bound ** 2 / 3)
+    assert np.all(np.asarray(out["bias"]) == 0.0)
+
+
+def test_influence_of_random_agents_is_of_the_reference_order(cleanup5):
+    """With the Keras-default MOA head the influence of near-random agents on a frozen MOA is
+    about 1e-4 per step, as the reference's (measured: 3.2e-4 here); the normalised-columns
+    head of norm 0.01 made it ~1e-7 (measured 7e-8), too small to shape anything.
+
+    Why 1e-4: an own action moves the MOA LSTM's gates by a row of its Glorot input kernel
+    (|entries| ≤ √(6/589) ≈ 0.1), which moves h by a few 1e-2; the Glorot head (bound 0.19,
+    128 inputs) turns that into logit shifts δ of a few 1e-2. KL(p ‖ m) ≈ ½·Var(δ) ~ 1e-4
+    per visible other, times ~2.5 visible others, gives 1e-4 to 1e-3. The head of norm 0.01
+    per column shrinks δ by ~200×, hence KL by ~4·10⁴×. The band [1e-5, 1e-3] allows an
+    order of magnitude either way around the estimate's low end and excludes the old scale.
+    """
+    rollout, params = cleanup5.rollout, cleanup5.ts.motive_params
+    visible = np.asarray(rollout.obs["visible"])
+    assert 0.3 < visible.mean() < 0.9  # others in view on many steps, not all
+    reward = cleanup5.influence_rewards(params)
+    assert np.all(np.isfinite(reward))
+    # Influence counts only others in view at the step: exactly 0 where none is, positive
+    # (the own action shifts the prediction of every other a little) where one is.
+    any_visible = visible.max(axis=-1) > 0  # [T, S, E, N]
+    assert any_visible.any() and not any_visible.all()
+    assert np.all(reward[~any_visible] == 0.0) and np.all(reward[any_visible] > 0.0)
+    mean = float(reward.mean())
+    assert 1e-5 < mean < 1e-3, mean
+    # each seed on its own is of that order too
+    per_seed = reward.mean(axis=(0, 2, 3))
+    assert np.all((1e-5 < per_seed) & (per_seed < 1e-3)), per_seed
+    # The old head (normalised columns of norm 0.01) on the same rollout and MOA:
+    keys = jax.random.split(jax.random.PRNGKey(5), S5 * N5)
+    old_head = jax.vmap(lambda k: nets._dense(k, 128, 4 * NUM_ACTIONS, 0.01))(keys)
+    old = cleanup5.influence_rewards({**params, "out": old_head})
+    assert float(old.mean()) < 1e-6 < 1e-2 * mean, (float(old.mean()), mean)
+
+
+def test_non_finite_influence_in_one_seed_leaves_the_other_seed_alone(cleanup5):
+    rollout, params = cleanup5.rollout, cleanup5.ts.motive_params
+    clean = cleanup5.influence_rewards(params)
+    # A NaN policy output of agent 0 at step 10 of seed 0's first env makes its influence
+    # there NaN: seed 0's rollout gets no influence reward, seed 1's is unchanged.
+    logits = rollout.logits.at[10, 0, 0, 0].set(jnp.nan)
+    broken = cleanup5.influence_rewards(params, rollout.replace(logits=logits))
+    assert np.all(broken[:, 0] == 0.0)
+    np.testing.assert_array_equal(broken[:, 1], clean[:, 1])
+    assert clean[:, 0].max() > 0.0 and clean[:, 1].max() > 0.0
+
+
+def numpy_inequity_aversion(rewards, done, gamma_lambda, alpha, beta):
+    """specs.md §9.3 by hand for one seed: rewards [T, E, N], done [T, E] → u [T, E, N].
+
+    w_i(t) = γλ·w_i(t − 1) + e_i(t) (0 before an episode's first step);
+    u_i(t) = −α/(N − 1)·Σ_{j≠i} max(w_j − w_i, 0) − β/(N − 1)·Σ_{j≠i} max(w_i − w_j, 0)."""
+    t_len, e_len, n = rewards.shape
+    u = np.zeros_like(rewards, dtype=np.float64)
+    for e in range(e_len):
+        w = np.zeros(n)
+        for t in range(t_len):
+            w = gamma_lambda * w + rewards[t, e]
+            for i in range(n):
+                envy = sum(max(w[j] - w[i], 0.0) for j in range(n) if j != i)
+                guilt = sum(max(w[i] - w[j], 0.0) for j in range(n) if j != i)
+                u[t, e, i] = -alpha / (n - 1) * envy - beta / (n - 1) * guilt
+            if done[t, e]:
+                w = np.zeros(n)
+    return u
+
+
+def test_ia_on_a_recorded_cleanup_rollout_equals_the_hand_formula(cleanup5):
+    rollout = cleanup5.rollout
+    rewards = np.asarray(rollout.reward, np.float64)  # [T, S, E, N]
+    # fines for firing (−1) and for being hit (−50) and apples (+1): a varied record
+    assert (rewards != 0).mean() > 0.05 and len(np.unique(rewards)) >= 3
+    motive = InequityAversion(alpha=5.0, beta=0.05)  # γλ = 0.81
+    _, u, diagnostics, _ = motive.intrinsic((), motive.init_carry(S5, E5, N5), rollout, (), 20)
+    for s in range(S5):
+        want = numpy_inequity_aversion(rewards[:, s], np.asarray(rollout.done)[:, s],
+                                       0.81, 5.0, 0.05)
+        np.testing.assert_allclose(np.asarray(u)[:, s], want, rtol=1e-5, atol=1e-4)
+        assert_close(diagnostics["inequity_aversion_reward"][s], want.mean(axis=(0, 1)),
+                     tol=1e-4)
+    assert np.asarray(u).min() < -1.0  # the −50 fines make large gaps
 
 
 # --- environments without a motive's inputs -------------------------------------------------
@@ -454,13 +645,21 @@ def test_ppo_with_inequity_aversion_on_cleanup():
     # the SI fixture's env and sizes: PPO.init's eager env and network operations are compiled
     ppo = PPO(tiny_ppo_config(E), CLEANUP, num_seeds=1,
               motive=InequityAversion(alpha=5.0, beta=0.05))
-    _, metrics = ppo.iteration(ppo.init(jax.random.PRNGKey(0)))
+    ts = ppo.init(jax.random.PRNGKey(0))
+    # The learner's rollout, recorded by the same compiled collection step it runs itself.
+    _, traj, _, _, _ = ppo._collect(jax.tree.map(jnp.copy, ts))
+    _, metrics = ppo.iteration(ts)
     ret, ia_reward = np.asarray(metrics["intrinsic_return"]), metrics["inequity_aversion_reward"]
     assert ret.shape == (1, N) and ia_reward.shape == (1, N)
-    assert np.all(np.asarray(ia_reward) <= 0.0)
-    # Every episode is exactly the rollout (T steps from a start), so the mean intrinsic
-    # return is T × the mean intrinsic reward per step.
-    assert_close(ret, T * np.asarray(ia_reward), tol=1e-5)
+    rewards = np.asarray(to_env_major(traj["reward"], 1))[:, 0]  # [T, E, N]
+    done = np.asarray(to_env_major(traj["terminated"] | traj["truncated"], 1))[:, 0, :, 0]
+    assert (rewards != 0).any(), "the rollout needs rewards (FIRE fines) to compare"
+    want = numpy_inequity_aversion(rewards, done, 0.81, 5.0, 0.05)  # [T, E, N]
+    # per-step mean over the rollout and envs, and (every episode is exactly the rollout,
+    # T steps from a start) the mean over episodes of Σ_t u
+    assert_close(ia_reward[0], want.mean(axis=(0, 1)), tol=1e-5)
+    assert_close(ret[0], want.sum(axis=0).mean(axis=0), tol=1e-4)
+    assert want.min() < 0.0
 
 
 def test_ppo_with_social_influence(si):
@@ -468,10 +667,18 @@ def test_ppo_with_social_influence(si):
     for name in ("moa_loss", "moa_accuracy"):
         assert metrics[name].shape == (1,)
     assert metrics["influence_reward"].shape == (1, N)
-    # KL ≥ 0; at init the MOA's head is tiny, so the influence is ~1e-8 and rounding may
-    # leave it a hair below 0
-    assert np.all(np.asarray(metrics["influence_reward"]) >= -1e-6)
-    # at init the MOA predicts about uniformly: cross-entropy ≈ ln |A|
-    assert_close(metrics["moa_loss"], [math.log(NUM_ACTIONS)], tol=0.05)
-    assert 0.0 <= float(metrics["moa_accuracy"][0]) <= 1.0
+    # The learner's rollout is the fixture's (same state and key): its influence rewards and
+    # MOA accuracy are what the motive computes on that rollout.
+    carry = si.motive.init_carry(1, E, N)
+    _, reward, diagnostics, _ = si.intrinsic(si.ts.motive_params, carry, si.rollout,
+                                             si.ts.params, T)
+    assert_close(metrics["influence_reward"], np.asarray(reward).mean(axis=(0, 2)), tol=1e-5)
+    assert_close(metrics["moa_accuracy"], diagnostics["moa_accuracy"], tol=1e-6)
+    # The MOA loss at init is (one epoch, one minibatch, before the step): about uniform
+    # predictions, cross-entropy ≈ ln |A| on the entries where the other agent is visible at
+    # the next step, 0 elsewhere, averaged over all T steps (the last has no next action).
+    visible = np.asarray(si.rollout.obs["visible"])[1:, 0, :, :, 0]  # [T − 1, E, N]
+    fraction = visible.sum(axis=(0, 1)) / (T * E)  # per agent
+    assert 0.0 < fraction.min() and fraction.max() < (T - 1) / T
+    assert_close(metrics["moa_loss"], [fraction.mean() * math.log(NUM_ACTIONS)], tol=0.05)
     assert_close(metrics["intrinsic_return"], T * np.asarray(metrics["influence_reward"]), tol=1e-4)

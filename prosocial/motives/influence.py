@@ -3,7 +3,8 @@
 Each agent owns a MOA: a tower (Dense 32 tanh, Dense 32 tanh) on the policy's shared
 convolution features, an LSTM (128) whose input at step t is the tower output for o_t and
 the one-hot actions of all N agents at t (own first, then the others in increasing index),
-and a Dense head predicting the other agents' actions at t + 1 ((N − 1)·|A| logits).
+and a Dense head predicting the other agents' actions at t + 1 ((N − 1)·|A| logits;
+Glorot-uniform kernel, zero bias: the Keras default of the reference).
 
 Influence of agent k's action a_t (the value SSD computes at t + 1 and shifts back to t):
 
@@ -15,12 +16,22 @@ Influence of agent k's action a_t (the value SSD computes at t + 1 and shifts ba
 4. c_t = Σ_j v_j·D(p_j ‖ m_j), D = KL (or Jensen–Shannon), v_j = 1 if j was visible in o_t;
 5. r_t = w(t_env)·clip(c_t, −clip, clip), w = ``influence_reward_weight`` × the piecewise
    linear schedule; 0 on the last step of an episode (its next actions belong to another
-   episode); a rollout with any non-finite influence gets none.
+   episode); a seed whose rollout has any non-finite influence gets none
+   (:func:`guard_influence`, applied before the clip).
 
-MOA loss: softmax cross-entropy between the prediction from step t and the others' actions
-at t + 1, counted where the other agent is visible at t + 1 (``train_moa_only_when_visible``),
-averaged over counted entries, times ``moa_loss_weight``. Our MOA trains from live outputs;
-``ref_aux_losses_detached`` keeps it frozen at init as the reference's did (B-01).
+MOA loss of agent k on a minibatch of sequences b with valid (unpadded) steps t:
+
+    L_k = moa_loss_weight · Σ_{b,t} Σ_{j≠k} v_j(t + 1)·CE_j(t) / ((N − 1)·#{valid (b, t)})
+
+CE_j(t) the softmax cross-entropy between the prediction from step t and agent j's action
+at t + 1, v_j(t + 1) = 1 where j is visible at t + 1 (``train_moa_only_when_visible``) and
+t + 1 is in the same rollout and episode, else 0. The mean runs over all (other, step)
+entries with the masked ones counting as 0, as the reference's ``reduce_mean`` of the masked
+cross-entropy (specs.md §9.4); a step without a next action (the rollout's last, an
+episode's last) is such a zero entry (the reference drops its alignment rows from the mean
+instead, a difference of one step per rollout).
+Our MOA trains from live outputs; ``ref_aux_losses_detached`` keeps it frozen at init as
+the reference's did (B-01).
 """
 
 from __future__ import annotations
@@ -69,6 +80,23 @@ def influence(cond_logits: jax.Array, policy_logits: jax.Array, action: jax.Arra
     # KL and JS are ≥ 0; rounding of the renormalised marginal can leave them at ±1e-7.
     div = jnp.maximum(div, 0.0)
     return jnp.sum(visible.astype(div.dtype) * div, axis=-1)
+
+
+def guard_influence(c: jax.Array, num_seeds: int, clip: float) -> jax.Array:
+    """Influence values ``c`` [T, P, E] (P = S·N, seed-major) made safe to learn from.
+
+    A seed with any non-finite value gets no influence reward in this rollout (all its
+    values 0); then the values are clipped to [−clip, clip]. Zeroing comes first, so +inf
+    gives 0, not the clip value. The rule is applied per seed because seeds are independent
+    runs, and the reference zeroes the influence of a whole rollout batch (one run's) with any
+    non-finite value (specs.md §9.4 step 4): one seed's broken model leaves the others'
+    rewards alone.
+    """
+    t, p, e = c.shape
+    per_seed = c.reshape(t, num_seeds, p // num_seeds, e)
+    finite = jnp.all(jnp.isfinite(per_seed), axis=(0, 2, 3))  # [S]
+    c = jnp.where(finite[None, :, None, None], per_seed, 0.0).reshape(t, p, e)
+    return jnp.clip(c, -clip, clip)
 
 
 def _kl(p, q):
@@ -128,7 +156,8 @@ class SocialInfluence(Motive):
                 "recurrent_kernel": jax.nn.initializers.orthogonal()(
                     next(keys), (h, 4 * h), jnp.float32),
                 "bias": bias}
-            params["out"] = nets._dense(next(keys), h, (n - 1) * a, net_cfg.head_init_scale)
+            # Keras default (Glorot uniform, zero bias) as the policy logits (specs.md §9.4).
+            params["out"] = nets.glorot_dense(next(keys), h, (n - 1) * a)
             return params
 
         return jax.vmap(one)(keys)
@@ -211,9 +240,7 @@ class SocialInfluence(Motive):
         new_carry, (c, guess), chunk_carries = view.scan(
             body, carry, (rgb, own_first, starts, view.logits, visible))
         valid = ~jax.vmap(lay.per_param)(rollout.done)
-        c = jnp.where(valid, jnp.clip(c, -cfg.influence_reward_clip,
-                                      cfg.influence_reward_clip), 0.0)
-        c = jnp.where(jnp.all(jnp.isfinite(c)), c, 0.0)
+        c = jnp.where(valid, guard_influence(c, s, cfg.influence_reward_clip), 0.0)
         weight = influence_weight(cfg.influence_schedule, cfg.influence_reward_weight,
                                   rollout.env_steps)
         reward = to_envs(weight * c)
@@ -242,6 +269,14 @@ class SocialInfluence(Motive):
     # --- loss --------------------------------------------------------------------------------
 
     def loss(self, params, mb, view):
+        """MOA cross-entropy per agent k (``moa_loss`` [P]) and its weighted sum over agents:
+
+            moa_loss_k = Σ_{b,t} mask(b, t)·Σ_j v_j(b, t)·CE_j(b, t)
+                         / ((N − 1)·Σ_{b,t} mask(b, t))
+
+        with ``mask`` the minibatch's valid (unpadded) steps and v = ``next_visible``: the
+        mean over all (other, valid step) entries, masked entries counting as 0.
+        """
         features, starts = view.features, view.starts
         p, b, length = starts.shape
         gates = self._gates_x(params, features, mb["own_first_actions"].reshape(p, b * length,
@@ -252,10 +287,15 @@ class SocialInfluence(Motive):
         logits = self._predict(params, jnp.moveaxis(outputs, 1, 0))  # [P, L, B, N-1, A]
         logits = jnp.swapaxes(logits, 1, 2)  # [P, B, L, N-1, A]
         targets = mb["next_others"]
-        w = (mb["next_visible"] * view.mask[..., None]).astype(jnp.float32)
+        mask = view.mask.astype(jnp.float32)  # [P, B, L], 0 on padding
+        w = mb["next_visible"].astype(jnp.float32) * mask[..., None]
         ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None],
                                   axis=-1)[..., 0]
-        moa_loss = (ce * w).sum(axis=(1, 2, 3)) / jnp.maximum(w.sum(axis=(1, 2, 3)), 1.0)
+        # Mean over every (other, step) entry of the valid steps, the masked ones counting
+        # as 0 (specs.md §9.4): dividing by the visible entries only would scale the loss by
+        # 1 / (visible fraction).
+        entries = mask.sum(axis=(1, 2)) * (self.num_agents - 1)
+        moa_loss = (ce * w).sum(axis=(1, 2, 3)) / jnp.maximum(entries, 1.0)
         total = self.cfg.moa_loss_weight * moa_loss.sum()
         if self.cfg.ref_aux_losses_detached:
             total = jax.lax.stop_gradient(total)
