@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import partial
 from types import SimpleNamespace
 
 import jax
@@ -15,13 +16,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import struct
 
 import prosocial
 from prosocial import nets
-from prosocial.envs.core import Env
+from prosocial.envs.core import Env, event_keys
 from prosocial.envs.spaces import Box, Dict, Discrete
+from prosocial.layout import Layout, chunked_scan
+from prosocial.learners.population import all_agents
 from prosocial.learners.ppo import PPO, PPOConfig
-from prosocial.motives.base import Motive, Rollout, to_agent_major, to_env_major
+from prosocial.learners.runner import Runner
+from prosocial.motives.base import Motive, PolicyView
 from prosocial.motives.collective import CollectiveReward
 from prosocial.motives.config import MotiveConfig
 from prosocial.motives.inequity import InequityAversion
@@ -35,6 +40,67 @@ from prosocial.motives.influence import (
 
 def assert_close(actual, expected, tol=1e-6):
     np.testing.assert_allclose(np.asarray(actual), expected, rtol=tol, atol=tol)
+
+
+@struct.dataclass
+class Rollout:
+    """What a motive reads of a rollout (env-major ``[T, S, E, N, ...]``), with the policies'
+    logits ``[T, S, E, N, A]`` that the learner hands it through the policy view."""
+
+    obs: object
+    action: jax.Array
+    logits: jax.Array
+    reward: jax.Array
+    start: jax.Array
+    done: jax.Array
+    events: dict
+    env_steps: jax.Array
+
+
+def layout_of(rollout):
+    s, n = rollout.action.shape[1], rollout.action.shape[3]
+    return Layout(s, n, tuple(range(n)))
+
+
+def to_agent_major(x):
+    """``[T, S, E, N, ...]`` → ``[T, S·N, E, ...]`` (all agents, independent parameters)."""
+    s, n = x.shape[1], x.shape[3]
+    return Layout(s, n, tuple(range(n))).time_to_params(x)
+
+
+def to_env_major(x, num_seeds):
+    t, p = x.shape[:2]
+    return Layout(num_seeds, p // num_seeds, tuple(range(p // num_seeds))).time_to_envs(x)
+
+
+def intrinsic(motive, params, carry, rollout, policy_params, seq_len, net=None):
+    """``motive.intrinsic`` as a learner calls it: a policy view of all agents, the policy's
+    conv features from ``policy_params`` and a sequence length of ``seq_len``."""
+    lay = layout_of(rollout)
+    view = PolicyView(layout=lay, logits=lay.time_to_params(rollout.logits),
+                      features=partial(nets.conv_features, net or TINY_NET, policy_params),
+                      scan=partial(chunked_scan, seq_len=seq_len))
+    return motive.intrinsic(params, carry, rollout, view)
+
+
+def init_carry(motive, num_seeds, num_envs, num_agents):
+    return motive.init_carry(Layout(num_seeds, num_agents, tuple(range(num_agents))), num_envs)
+
+
+def moa_loss(motive, params, mb, features, starts):
+    mb = dict(mb)
+    view = PolicyView(features=features, starts=starts, mask=mb.pop("mask"))
+    return motive.loss(params, mb, view)
+
+
+def learner_rollout(runner, state):
+    """The rollout of the runner's first collection from ``state``, env-major with logits."""
+    params = tuple(ps.params for ps in state.pops)
+    _, r, _, _ = runner._collect(params, jax.tree.map(jnp.copy, state.rollout))
+    lay = runner.populations[0].layout
+    return Rollout(obs=r.obs, action=r.action, logits=lay.time_to_envs(r.policy[0]["logits"]),
+                   reward=r.reward, start=r.start, done=r.done, events=r.events,
+                   env_steps=jnp.asarray(0, jnp.int32))
 
 
 def hand_rollout(reward, start, done):
@@ -52,11 +118,10 @@ def hand_rollout(reward, start, done):
 
 def test_collective_intrinsic_is_the_other_agents_rewards():
     rollout = hand_rollout([[1.0, 2.0, 3.0], [0.0, -1.0, 4.0]], [True, False], [False, False])
-    carry, intrinsic, diagnostics, extras = CollectiveReward().intrinsic(
-        (), (), rollout, (), 2)
+    carry, reward, diagnostics, extras = intrinsic(CollectiveReward(), (), (), rollout, (), 2)
     # step 0: 2 + 3, 1 + 3, 1 + 2; step 1: −1 + 4, 0 + 4, 0 − 1
-    assert_close(intrinsic[:, 0, 0], [[5.0, 4.0, 3.0], [3.0, 4.0, -1.0]])
-    assert intrinsic.shape == (2, 1, 1, 3) and carry == () and extras == {}
+    assert_close(reward[:, 0, 0], [[5.0, 4.0, 3.0], [3.0, 4.0, -1.0]])
+    assert reward.shape == (2, 1, 1, 3) and carry == () and extras == {}
 
 
 # --- inequity aversion (§9.3) ----------------------------------------------------------------
@@ -76,8 +141,8 @@ def ia(alpha=1.0, beta=0.5, smoothed=True):
 
 def test_ia_trace_restarts_at_an_episode_end():
     motive = ia()
-    carry0 = motive.init_carry(1, 1, 2)
-    carry, u, diagnostics, _ = motive.intrinsic((), carry0, IA_A, (), 3)
+    carry0 = init_carry(motive, 1, 1, 2)
+    carry, u, diagnostics, _ = intrinsic(motive, (), carry0, IA_A, (), 3)
     # w0 = (1, 0); w1 = 0.25·(1, 0) + (0, 2) = (0.25, 2); the episode ends → w2 = (3, 1)
     # (without the restart w2 would be (3.0625, 1.5)).
     # u0: agent 0 ahead by 1 → −β·1 = −0.5, agent 1 behind by 1 → −α·1 = −1
@@ -91,8 +156,8 @@ def test_ia_trace_restarts_at_an_episode_end():
 
 def test_ia_trace_carries_into_the_next_rollout():
     motive = ia()
-    carry, _, _, _ = motive.intrinsic((), motive.init_carry(1, 1, 2), IA_A, (), 3)
-    carry, u, _, _ = motive.intrinsic((), carry, IA_B, (), 3)
+    carry, _, _, _ = intrinsic(motive, (), init_carry(motive, 1, 1, 2), IA_A, (), 3)
+    carry, u, _, _ = intrinsic(motive, (), carry, IA_B, (), 3)
     # w(−1) = (3, 1) from A; w0 = 0.25·(3, 1) + (0, 1) = (0.75, 1.25);
     # w1 = 0.25·(0.75, 1.25) + (2, 0) = (2.1875, 0.3125); w2 = 0.25·w1 = (0.546875, 0.078125)
     # u0: gap 0.5, agent 0 behind → −0.5, agent 1 ahead → −0.25
@@ -104,8 +169,8 @@ def test_ia_trace_carries_into_the_next_rollout():
 
 def test_ia_carried_trace_is_dropped_when_the_rollout_starts_an_episode():
     motive = ia()
-    carry, _, _, _ = motive.intrinsic((), motive.init_carry(1, 1, 2), IA_A, (), 3)
-    carry, u, _, _ = motive.intrinsic((), carry, IA_B_NEW_EPISODE, (), 3)
+    carry, _, _, _ = intrinsic(motive, (), init_carry(motive, 1, 1, 2), IA_A, (), 3)
+    carry, u, _, _ = intrinsic(motive, (), carry, IA_B_NEW_EPISODE, (), 3)
     # w(−1) = 0: w0 = (0, 1); w1 = (2, 0.25); w2 = (0.5, 0.0625)
     # u0: gap 1, agent 0 behind → −1, agent 1 ahead → −0.5
     # u1: gap 1.75 → −0.875, −1.75;  u2: gap 0.4375 → −0.21875, −0.4375
@@ -116,7 +181,7 @@ def test_ia_carried_trace_is_dropped_when_the_rollout_starts_an_episode():
 def test_ia_instantaneous_variant_compares_each_steps_rewards():
     motive = ia(smoothed=False)
     carry_in = jnp.full((1, 1, 2), 7.0)
-    carry, u, _, _ = motive.intrinsic((), carry_in, IA_A, (), 3)
+    carry, u, _, _ = intrinsic(motive, (), carry_in, IA_A, (), 3)
     # w = e: (1, 0) → −0.5, −1; (0, 2) → agent 0 behind by 2: −2, agent 1 ahead: −1;
     # (3, 1) → −1, −2. No trace: the carry passes through untouched.
     assert_close(u[:, 0, 0], [[-0.5, -1.0], [-2.0, -1.0], [-1.0, -2.0]])
@@ -125,10 +190,10 @@ def test_ia_instantaneous_variant_compares_each_steps_rewards():
 
 def test_ia_alpha_only_and_beta_only():
     # the smoothed w of A: (1, 0), (0.25, 2), (3, 1)
-    _, envy, _, _ = ia(alpha=1.0, beta=0.0).intrinsic((), jnp.zeros((1, 1, 2)), IA_A, (), 3)
+    _, envy, _, _ = intrinsic(ia(alpha=1.0, beta=0.0), (), jnp.zeros((1, 1, 2)), IA_A, (), 3)
     # −α·gap for the one behind
     assert_close(envy[:, 0, 0], [[0.0, -1.0], [-1.75, 0.0], [0.0, -2.0]])
-    _, guilt, _, _ = ia(alpha=0.0, beta=0.5).intrinsic((), jnp.zeros((1, 1, 2)), IA_A, (), 3)
+    _, guilt, _, _ = intrinsic(ia(alpha=0.0, beta=0.5), (), jnp.zeros((1, 1, 2)), IA_A, (), 3)
     # −β·gap for the one ahead
     assert_close(guilt[:, 0, 0], [[-0.5, 0.0], [0.0, -0.875], [-1.0, 0.0]])
 
@@ -277,7 +342,7 @@ def test_moa_loss_averages_over_all_valid_entries_by_hand():
     mb = {"own_first_actions": jnp.zeros((1, 2, 3, 3), jnp.int32),
           "initial_carry": (jnp.zeros((1, 2, h)), jnp.zeros((1, 2, h))),
           "next_others": next_others, "next_visible": next_visible, "mask": mask}
-    total, terms = motive.loss(params, (), mb, jnp.zeros((1, 6, d)), jnp.zeros((1, 2, 3), bool))
+    total, terms = moa_loss(motive, params, mb, jnp.zeros((1, 6, d)), jnp.zeros((1, 2, 3), bool))
     # Counted (visible, valid) entries: seq 0 t0: ln 3 + ln 2; t1: other 1 action 1 → ln 4;
     # t2: ln 3; seq 1 t0: ln 3; t1: other 1 action 0 → ln 2; t2 is padding (not counted).
     # Sum 3 ln 3 + 4 ln 2 over all entries = 5 valid steps × 2 others = 10 (the 6 visible
@@ -303,10 +368,17 @@ SI_CFG = MotiveConfig(name="si", moa_lstm_size=8, moa_hidden_sizes=(8,),
                       influence_reward_weight=2.0, influence_schedule=((0, 1.0),))
 
 
-def tiny_ppo_config(num_envs):
+def tiny_runner(motive, num_envs=E, env=None):
     # No bootstrap from final observations: one fewer env observation to compile.
-    return PPOConfig(num_envs=num_envs, num_steps=T, seq_len=T, num_epochs=1, num_minibatches=1,
-                     ref_horizon_is_terminal=True, net=TINY_NET)
+    env = env or CLEANUP
+    rule = PPO(PPOConfig(seq_len=T, num_epochs=1, num_minibatches=1,
+                         ref_horizon_is_terminal=True))
+    return Runner(env, (all_agents(env, rule, TINY_NET, motive),), num_envs=num_envs,
+                  num_steps=T)
+
+
+def pop_state(state):
+    return state.pops[0]
 
 
 @pytest.fixture(scope="module")
@@ -318,19 +390,12 @@ def si():
     and two without."""
     env = CLEANUP
     motive = SocialInfluence(SI_CFG)
-    ppo = PPO(tiny_ppo_config(E), env, num_seeds=1, motive=motive)
-    ts = ppo.init(jax.random.PRNGKey(0))
-    _, traj, _, _, _ = ppo._collect(jax.tree.map(jnp.copy, ts))
-    env_major = lambda x: to_env_major(x, 1)  # noqa: E731
-    rollout = Rollout(
-        obs=jax.tree.map(env_major, traj["obs"]), action=env_major(traj["action"]),
-        logits=env_major(traj["logits"]), reward=env_major(traj["reward"]),
-        start=env_major(traj["start"])[..., 0],
-        done=env_major(traj["terminated"] | traj["truncated"])[..., 0],
-        events={k: env_major(v) for k, v in traj["events"].items()},
-        env_steps=jnp.asarray(0, jnp.int32))
-    return SimpleNamespace(env=env, motive=motive, ppo=ppo, ts=ts, rollout=rollout,
-                           intrinsic=jax.jit(motive.intrinsic, static_argnums=4))
+    runner = tiny_runner(motive)
+    state = runner.init(jax.random.PRNGKey(0))
+    rollout = learner_rollout(runner, state)
+    return SimpleNamespace(env=env, motive=motive, runner=runner, state=state,
+                           ts=pop_state(state), rollout=rollout,
+                           intrinsic=jax.jit(partial(intrinsic, motive), static_argnums=4))
 
 
 def own_action_rows(params, values):
@@ -348,7 +413,7 @@ def test_si_hand_built_moa_zero_then_positive_where_visible(si):
     live = ~np.broadcast_to(done, visible.shape)
     assert visible[live].min() == 0 and visible[live].max() == 1, "need both visibilities"
     assert done[-1].all() and not done[:-1].any()
-    carry = si.motive.init_carry(1, E, N)
+    carry = init_carry(si.motive, 1, E, N)
     # The MOA ignores the own action: every counterfactual predicts the same → no influence.
     params = own_action_rows(ts.motive_params, 0.0)
     _, reward, diagnostics, _ = si.intrinsic(params, carry, rollout, ts.params, T)
@@ -395,7 +460,7 @@ def scripted_rollout(key, obs):
 
 def test_moa_learns_scripted_co_players(si):
     motive, policy_params, params = si.motive, si.ts.params, si.ts.motive_params
-    carry = motive.init_carry(1, E, N)
+    carry = init_carry(motive, 1, E, N)
     trains = [scripted_rollout(jax.random.PRNGKey(k), si.rollout.obs) for k in (10, 11, 12, 13)]
     held_out = scripted_rollout(jax.random.PRNGKey(20), si.rollout.obs)
 
@@ -419,8 +484,8 @@ def test_moa_learns_scripted_co_players(si):
 
     @jax.jit
     def update(params, opt_state):
-        (_, terms), grads = jax.value_and_grad(motive.loss, has_aux=True)(
-            params, policy_params, mb, features, starts)
+        (_, terms), grads = jax.value_and_grad(partial(moa_loss, motive), has_aux=True)(
+            params, mb, features, starts)
         updates, opt_state = tx.update(grads, opt_state)
         return optax.apply_updates(params, updates), opt_state, terms["moa_loss"]
 
@@ -448,7 +513,7 @@ def test_ref_aux_losses_detached_freezes_the_moa_and_spares_the_shared_conv(si):
     """B-01: with the flag the MOA loss passes no gradient (MOA and shared conv); without it,
     both the MOA and the policy's conv get gradients from it."""
     policy_params, params = si.ts.params, si.ts.motive_params
-    _, _, _, extras = si.intrinsic(params, si.motive.init_carry(1, E, N), si.rollout,
+    _, _, _, extras = si.intrinsic(params, init_carry(si.motive, 1, E, N), si.rollout,
                                    policy_params, T)
     seq = lambda x: jnp.moveaxis(x, 0, 2)  # noqa: E731
     mb = {k: seq(extras[k]) for k in ("own_first_actions", "next_others", "next_visible")}
@@ -460,11 +525,10 @@ def test_ref_aux_losses_detached_freezes_the_moa_and_spares_the_shared_conv(si):
     def grads(detached):
         motive = SocialInfluence(dataclasses.replace(SI_CFG, ref_aux_losses_detached=detached))
         motive.check(si.env, tuple(si.rollout.events))
-        motive.net_cfg = TINY_NET
 
         def loss(params, policy_params):
             features = nets.conv_features(TINY_NET, policy_params, {"rgb": rgb})
-            return motive.loss(params, policy_params, mb, features, starts)[0]
+            return moa_loss(motive, params, mb, features, starts)[0]
 
         return jax.grad(loss, argnums=(0, 1))(params, policy_params)
 
@@ -489,23 +553,17 @@ def cleanup5():
     cfg = MotiveConfig(name="si", ref_aux_losses_detached=True, influence_reward_weight=1.0,
                        influence_schedule=((0.0, 1.0),))
     motive = cfg.build()
-    ppo = PPO(PPOConfig(num_envs=E5, num_steps=T5, seq_len=20, num_epochs=1, num_minibatches=1,
-                        ref_horizon_is_terminal=True), env, num_seeds=S5, motive=motive)
-    ts = ppo.init(jax.random.PRNGKey(0))
-    _, traj, _, _, _ = ppo._collect(jax.tree.map(jnp.copy, ts))
-    env_major = lambda x: to_env_major(x, S5)  # noqa: E731
-    rollout = Rollout(
-        obs=jax.tree.map(env_major, traj["obs"]), action=env_major(traj["action"]),
-        logits=env_major(traj["logits"]), reward=env_major(traj["reward"]),
-        start=env_major(traj["start"])[..., 0],
-        done=env_major(traj["terminated"] | traj["truncated"])[..., 0],
-        events={k: env_major(v) for k, v in traj["events"].items()},
-        env_steps=jnp.asarray(0, jnp.int32))
-    intrinsic = jax.jit(motive.intrinsic, static_argnums=4)
+    rule = PPO(PPOConfig(seq_len=20, num_epochs=1, num_minibatches=1,
+                         ref_horizon_is_terminal=True))
+    runner = Runner(env, (all_agents(env, rule, nets.NetConfig(), motive, S5),), S5, E5, T5)
+    state = runner.init(jax.random.PRNGKey(0))
+    ts = pop_state(state)
+    rollout = learner_rollout(runner, state)
+    run = jax.jit(partial(intrinsic, motive, net=nets.NetConfig()), static_argnums=4)
 
     def influence_rewards(motive_params, rollout=rollout):
-        carry = motive.init_carry(S5, E5, N5)
-        return np.asarray(intrinsic(motive_params, carry, rollout, ts.params, 20)[1])
+        carry = init_carry(motive, S5, E5, N5)
+        return np.asarray(run(motive_params, carry, rollout, ts.params, 20)[1])
 
     return SimpleNamespace(env=env, motive=motive, ts=ts, rollout=rollout,
                            influence_rewards=influence_rewards)
@@ -595,7 +653,7 @@ def test_ia_on_a_recorded_cleanup_rollout_equals_the_hand_formula(cleanup5):
     # fines for firing (−1) and for being hit (−50) and apples (+1): a varied record
     assert (rewards != 0).mean() > 0.05 and len(np.unique(rewards)) >= 3
     motive = InequityAversion(alpha=5.0, beta=0.05)  # γλ = 0.81
-    _, u, diagnostics, _ = motive.intrinsic((), motive.init_carry(S5, E5, N5), rollout, (), 20)
+    _, u, diagnostics, _ = intrinsic(motive, (), init_carry(motive, S5, E5, N5), rollout, (), 20)
     for s in range(S5):
         want = numpy_inequity_aversion(rewards[:, s], np.asarray(rollout.done)[:, s],
                                        0.81, 5.0, 0.05)
@@ -623,7 +681,7 @@ def test_check_rejects_envs_without_the_motives_inputs(si):
         name = "needs_event"
         events = ("nonexistent",)
 
-    keys = si.ppo.event_keys()
+    keys = event_keys(si.runner.env)
     assert "apples_eaten" in keys
     with pytest.raises(ValueError, match=r"needs the env events \['nonexistent'\]"):
         NeedsEvent().check(si.env, keys)
@@ -643,16 +701,15 @@ def test_check_rejects_envs_without_the_motives_inputs(si):
 
 def test_ppo_with_inequity_aversion_on_cleanup():
     # the SI fixture's env and sizes: PPO.init's eager env and network operations are compiled
-    ppo = PPO(tiny_ppo_config(E), CLEANUP, num_seeds=1,
-              motive=InequityAversion(alpha=5.0, beta=0.05))
-    ts = ppo.init(jax.random.PRNGKey(0))
+    runner = tiny_runner(InequityAversion(alpha=5.0, beta=0.05))
+    state = runner.init(jax.random.PRNGKey(0))
     # The learner's rollout, recorded by the same compiled collection step it runs itself.
-    _, traj, _, _, _ = ppo._collect(jax.tree.map(jnp.copy, ts))
-    _, metrics = ppo.iteration(ts)
+    rollout = learner_rollout(runner, state)
+    _, metrics = runner.iteration(state)
     ret, ia_reward = np.asarray(metrics["intrinsic_return"]), metrics["inequity_aversion_reward"]
     assert ret.shape == (1, N) and ia_reward.shape == (1, N)
-    rewards = np.asarray(to_env_major(traj["reward"], 1))[:, 0]  # [T, E, N]
-    done = np.asarray(to_env_major(traj["terminated"] | traj["truncated"], 1))[:, 0, :, 0]
+    rewards = np.asarray(rollout.reward)[:, 0]  # [T, E, N]
+    done = np.asarray(rollout.done)[:, 0]
     assert (rewards != 0).any(), "the rollout needs rewards (FIRE fines) to compare"
     want = numpy_inequity_aversion(rewards, done, 0.81, 5.0, 0.05)  # [T, E, N]
     # per-step mean over the rollout and envs, and (every episode is exactly the rollout,
@@ -663,13 +720,13 @@ def test_ppo_with_inequity_aversion_on_cleanup():
 
 
 def test_ppo_with_social_influence(si):
-    _, metrics = si.ppo.iteration(jax.tree.map(jnp.copy, si.ts))
+    _, metrics = si.runner.iteration(jax.tree.map(jnp.copy, si.state))
     for name in ("moa_loss", "moa_accuracy"):
         assert metrics[name].shape == (1,)
     assert metrics["influence_reward"].shape == (1, N)
     # The learner's rollout is the fixture's (same state and key): its influence rewards and
     # MOA accuracy are what the motive computes on that rollout.
-    carry = si.motive.init_carry(1, E, N)
+    carry = init_carry(si.motive, 1, E, N)
     _, reward, diagnostics, _ = si.intrinsic(si.ts.motive_params, carry, si.rollout,
                                              si.ts.params, T)
     assert_close(metrics["influence_reward"], np.asarray(reward).mean(axis=(0, 2)), tol=1e-5)
