@@ -25,7 +25,9 @@ import pytest
 
 from prosocial import nets
 from prosocial.envs.adapters.gymnax import GymnaxEnv
+from prosocial.learners.population import all_agents
 from prosocial.learners.ppo import PPO, PPOConfig
+from prosocial.learners.runner import Runner
 
 pytest.importorskip("gymnax")
 
@@ -34,25 +36,29 @@ TARGET = 475.0
 WINDOW = 20  # last iterations whose mean episode return must reach TARGET (~1 episode each)
 
 
+NET = nets.NetConfig(lstm_size=None, hidden_sizes=(64, 64), hidden_init_scale=math.sqrt(2),
+                     head_init_scale=0.01)
+NUM_ENVS, NUM_STEPS = 4, 128
+
+
 def cartpole_config() -> PPOConfig:
     return PPOConfig(
-        num_envs=4, num_steps=128, num_epochs=4, num_minibatches=4, seq_len=1,
+        num_epochs=4, num_minibatches=4, seq_len=1,
         lr=1e-3, lr_schedule=((0, 1e-3), (TOTAL_STEPS, 1e-12)),
         gamma=0.99, gae_lambda=0.95, clip_eps=0.2, vf_coef=0.01, vf_clip=0.2,
-        ent_coef=0.01, kl_coef=0.0, max_grad_norm=0.5,
-        net=nets.NetConfig(lstm_size=None, hidden_sizes=(64, 64),
-                           hidden_init_scale=math.sqrt(2), head_init_scale=0.01))
+        ent_coef=0.01, kl_coef=0.0, max_grad_norm=0.5)
 
 
 def train(seed: int = 0, log=None) -> list[float]:
     """Train for TOTAL_STEPS env steps; returns every iteration's mean episode return (NaN
     where no episode ended)."""
-    cfg = cartpole_config()
-    ppo = PPO(cfg, GymnaxEnv("CartPole-v1"), num_seeds=1)
-    ts = ppo.init(jax.random.PRNGKey(seed))
+    env = GymnaxEnv("CartPole-v1")
+    runner = Runner(env, (all_agents(env, PPO(cartpole_config()), NET),), 1, NUM_ENVS,
+                    NUM_STEPS)
+    ts = runner.init(jax.random.PRNGKey(seed))
     returns: list[float] = []
-    for it in range(TOTAL_STEPS // cfg.steps_per_iteration):
-        ts, metrics = ppo.iteration(ts)
+    for it in range(TOTAL_STEPS // runner.steps_per_iteration):
+        ts, metrics = runner.iteration(ts)
         returns.append(float(np.asarray(metrics["returns"]).reshape(-1)[0]))
         if log is not None and it % 25 == 0:
             recent = np.nanmean(returns[-WINDOW:])

@@ -25,6 +25,19 @@ def _accepted_kwargs(cls) -> set[str]:
     return names
 
 
+def env_parameters(env_id: str) -> dict[str, object]:
+    """The keyword arguments an environment accepts, with their defaults."""
+    if env_id not in _REGISTRY:
+        raise ValueError(f"unknown env id {env_id!r}; known ids: {', '.join(list_envs())}")
+    out: dict[str, object] = {}
+    for klass in reversed(_REGISTRY[env_id].__mro__):
+        if "__init__" in vars(klass):
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.name not in ("self", "kwargs"):
+                    out[p.name] = p.default
+    return out
+
+
 def make(env_id: str, **kwargs) -> Env:
     """Build a registered environment: ``make("cleanup", num_agents=5, reference=True)``.
 

@@ -18,7 +18,8 @@ import jax
 import numpy as np
 import tyro
 
-from prosocial.experiments.config import PRESETS, TrainConfig, from_dict, preset, to_dict
+from prosocial.experiments.config import TrainConfig, from_dict, to_dict
+from prosocial.experiments.presets import PRESETS, preset
 
 
 def _fail(prog: str, message: str) -> None:

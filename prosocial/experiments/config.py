@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -78,7 +78,12 @@ class TrainConfig:
     max_steps: int = 1000
     """Episode length (time limit)."""
     reference: bool = False
-    """Switch on every ``ref_*`` flag of the environment (behave as the reference code)."""
+    """Switch on the ``ref_*`` flags of the environment that make it behave as the reference
+    code (``ref_beam_order_by_id`` stays a separate option)."""
+    env_options: tuple[str, ...] = ()
+    """Any other keyword argument of the environment as ``NAME=VALUE``
+    (``ref_beam_order_by_id=true``); on the command line also ``--env.NAME VALUE`` and, for
+    flags, ``--env.NAME``."""
     total_steps: int = 1_000_000
     """Environment steps per seed to train for (rounded up to whole iterations)."""
     seed: int = 0
@@ -130,6 +135,9 @@ class TrainConfig:
         if self.learner not in LEARNERS:
             raise ValueError(f"unknown learner {self.learner!r}; learners: "
                              f"{', '.join(LEARNERS)}")
+        from prosocial.envs.registry import make
+
+        make(self.env, **self.env_kwargs())  # unknown or invalid env options, before any run
         specs = self.population_specs()
         for spec in specs:
             if spec.learner == "ppo":
@@ -154,91 +162,17 @@ class TrainConfig:
         return self.num_envs * self.num_steps
 
     def env_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``prosocial.make(env, …)``: the hoisted fields and
+        ``env_options``."""
         return {"num_agents": self.num_agents, "max_steps": self.max_steps,
-                "reference": self.reference}
-
-
-# --- presets --------------------------------------------------------------------------------
-
-
-def _quick() -> TrainConfig:
-    """A short demonstration: Harvest with 5 agents and 100-step episodes; a few minutes on
-    a 2-core CPU, long enough for the agents to stop wasting steps on beams and eat."""
-    return TrainConfig(
-        env="harvest", num_agents=5, max_steps=100, total_steps=200_000, num_seeds=1,
-        checkpoint_every=25, gif_steps=100, num_envs=16, num_steps=100,
-        net=NetConfig(lstm_size=128),
-        ppo=PPOConfig(num_epochs=4, num_minibatches=4, lr=1e-3, ent_coef=0.01,
-                      gae_lambda=0.95, max_grad_norm=0.5))
-
-
-def _ssd_ppo(env: str, entropy: float, lr_start: float, lr_end: float) -> TrainConfig:
-    """The SSD run scripts' PPO baseline (specs.md §8.2, §8.3, §8.5): 6 workers × 16 envs ×
-    1000-step fragments = 96 000-step batches, minibatch 24 000, 10 epochs, RLlib's clip,
-    value clip and adaptive KL, value coefficient 1e-4, GAE λ = 1, grad clip 40; the
-    reference environment flags except ``ref_beam_order_by_id`` (specs §8.6 ``ssd/*``), and
-    the horizon as a terminal state (B-20)."""
-    return TrainConfig(
-        env=env, num_agents=5, max_steps=1000, reference=True, total_steps=500_000_000,
-        num_seeds=5, checkpoint_every=20, gif_steps=1000, num_envs=96, num_steps=1000,
-        net=NetConfig(lstm_size=128),
-        ppo=PPOConfig(num_epochs=10, num_minibatches=4,
-                      seq_len=20, gamma=0.99, gae_lambda=1.0, clip_eps=0.3, vf_coef=1e-4,
-                      vf_clip=10.0, ent_coef=entropy, kl_coef=0.2, kl_target=0.01,
-                      max_grad_norm=40.0, lr_schedule=((0, lr_start), (2e7, lr_end)),
-                      ref_horizon_is_terminal=True))
-
-
-def _with_motive(base: TrainConfig, motive: MotiveConfig, **changes) -> TrainConfig:
-    ppo_changes = {k: changes.pop(k) for k in list(changes) if k in ("ent_coef",
-                                                                     "lr_schedule")}
-    return dataclasses.replace(base, motive=motive, ppo=dataclasses.replace(base.ppo,
-                                                                            **ppo_changes),
-                               **changes)
-
-
-def _ia(env: str, budget: int) -> TrainConfig:
-    """[EMUREL]'s advantageous inequity aversion with PPO (specs §8.6 ``emurel/*/ia``):
-    the SSD PPO baseline of the game with α = 0, β = 0.05, γλ = 0.81."""
-    base = PRESETS[f"{env}-baseline"]()
-    return _with_motive(base, MotiveConfig(name="ia", alpha=0.0, beta=0.05),
-                        total_steps=budget)
-
-
-def _si(env: str) -> TrainConfig:
-    """SSD's MOA run scripts (specs §8.5): 6 workers × 32 envs (batch 192 000, minibatch
-    48 000), the game's entropy and lr schedule, MOA loss weight and influence weight, the
-    influence schedule 0 → 0, 1e7 → 0, 1e8 → 1, 3e8 → 0.5, clip 10, KL, visibility on;
-    4 seeds."""
-    base = PRESETS[f"{env}-baseline"]()
-    if env == "cleanup":
-        motive = MotiveConfig(name="si", moa_loss_weight=0.06663557,
-                              influence_reward_weight=1.0)
-        entropy, schedule = 0.00176, ((0, 0.00126), (2e7, 0.000012))
-    else:
-        motive = MotiveConfig(name="si", moa_loss_weight=0.091650628,
-                              influence_reward_weight=2.521)
-        entropy, schedule = 0.00223, ((0, 0.0012), (2e7, 0.000044))
-    return _with_motive(base, motive, num_envs=192, ent_coef=entropy, lr_schedule=schedule,
-                        num_seeds=4)
-
-
-PRESETS: dict[str, Callable[[], TrainConfig]] = {
-    "quick": _quick,
-    "harvest-baseline": lambda: _ssd_ppo("harvest", 0.000687, 0.00136, 0.000028),
-    "cleanup-baseline": lambda: _ssd_ppo("cleanup", 0.00176, 0.00126, 0.000012),
-    "harvest-ia": lambda: _ia("harvest", 100_000_000),
-    "cleanup-ia": lambda: _ia("cleanup", 500_000_000),
-    "harvest-si": lambda: _si("harvest"),
-    "cleanup-si": lambda: _si("cleanup"),
-}
+                "reference": self.reference, **parse_env_options(self.env, self.env_options)}
 
 
 def preset(name: str) -> TrainConfig:
-    """The config of a named preset (``PRESETS``)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; presets: {', '.join(sorted(PRESETS))}")
-    return PRESETS[name]()
+    """The config of a named preset (``prosocial.experiments.presets``)."""
+    from prosocial.experiments.presets import preset as named
+
+    return named(name)
 
 
 # --- (de)serialisation ------------------------------------------------------------------------
@@ -254,6 +188,44 @@ def from_dict(data: Mapping[str, Any]) -> TrainConfig:
     Generic over nested config dataclasses: a field whose type is a dataclass is rebuilt
     from its dict, JSON lists become tuples; unknown keys are an error naming them."""
     return _build(TrainConfig, data, "config")
+
+
+def parse_env_options(env_id: str, options) -> dict[str, Any]:
+    """``("name=value", …)`` → keyword arguments of the environment, each value converted to
+    the type of its parameter (bool: true/false/1/0; int; float; str)."""
+    from prosocial.envs.registry import env_parameters
+
+    params = env_parameters(env_id)
+    out: dict[str, Any] = {}
+    for text in options:
+        name, sep, value = str(text).partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name:
+            raise ValueError(f"env_options: {text!r} is not NAME=VALUE")
+        if name not in params or name in ("num_agents", "max_steps", "reference"):
+            allowed = sorted(set(params) - {"num_agents", "max_steps", "reference"})
+            raise ValueError(f"env_options: {env_id} has no option {name!r} (options: "
+                             f"{', '.join(allowed)}; num_agents, max_steps and reference "
+                             f"are flags of their own)")
+        out[name] = _convert(name, value.strip(), params[name])
+    return out
+
+
+def _convert(name: str, value: str, default):
+    if isinstance(default, bool):
+        if value.lower() in ("true", "1", "yes", ""):
+            return True
+        if value.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"env option {name} must be true or false, got {value!r}")
+    for kind in (int, float):
+        if isinstance(default, kind):
+            try:
+                return kind(value)
+            except ValueError:
+                raise ValueError(f"env option {name} must be a number ({kind.__name__}), "
+                                 f"got {value!r}") from None
+    return value
 
 
 def _build(cls, data: Mapping[str, Any], where: str):
