@@ -8,6 +8,7 @@ A run directory holds ``config.json`` (resolved config and provenance, :mod:`.ru
 
 from prosocial.io.checkpoint import (
     Checkpointer,
+    CorruptFileError,
     export_safetensors,
     flatten_with_names,
     load_safetensors,
@@ -25,6 +26,7 @@ from prosocial.io.rundir import (
 
 __all__ = [
     "Checkpointer",
+    "CorruptFileError",
     "MetricsLogger",
     "TrainingProgress",
     "collect_provenance",
