@@ -18,16 +18,22 @@ from prosocial.io.plots import plot_learning_curves
 from prosocial.io.progress import TrainingProgress
 from prosocial.io.render import upscale, write_gif
 from prosocial.io.rundir import (
+    RunDirError,
+    RunDirLocked,
     collect_provenance,
     create_run_dir,
     load_provenance,
     load_run_config,
+    lock_run_dir,
+    make_dir,
 )
 
 __all__ = [
     "Checkpointer",
     "CorruptFileError",
     "MetricsLogger",
+    "RunDirError",
+    "RunDirLocked",
     "TrainingProgress",
     "collect_provenance",
     "create_run_dir",
@@ -36,6 +42,8 @@ __all__ = [
     "load_provenance",
     "load_run_config",
     "load_safetensors",
+    "lock_run_dir",
+    "make_dir",
     "plot_learning_curves",
     "read_metrics",
     "upscale",
