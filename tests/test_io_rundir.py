@@ -168,3 +168,9 @@ def test_unusable_paths_and_damaged_config_are_named(tmp_path):
     (run / "config.json").write_text('[1, 2]')
     with pytest.raises(ValueError, match="has no \"config\" object"):
         load_run_config(run)
+
+
+def test_resume_mismatch_names_the_nested_value(tmp_path):
+    run = create_run_dir(tmp_path / "r", {"ppo": {"lr": 0.1, "net": {"h": [8]}}, "n": 1})
+    with pytest.raises(ValueError, match=r"ppo\.lr: 0\.1 -> 0\.5, ppo\.net\.h: \[8\] -> \[9\]"):
+        create_run_dir(run, {"ppo": {"lr": 0.5, "net": {"h": [9]}}, "n": 1}, resume=True)

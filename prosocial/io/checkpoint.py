@@ -33,8 +33,10 @@ names built from the key path (``{"agent_0": {"conv": {"kernel": x}}}`` →
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Mapping
@@ -84,9 +86,12 @@ class Checkpointer:
         if self.read_only and not self.directory.is_dir():
             return  # nothing saved yet: no checkpoint, and nothing may be created
         if self.read_only:
-            options = ocp.CheckpointManagerOptions(
-                read_only=True, create=False, cleanup_tmp_directories=False,
-                max_to_keep=None, enable_async_checkpointing=False)
+            with _quiet_absl():  # orbax warns about each option read-only mode switches off
+                options = ocp.CheckpointManagerOptions(
+                    read_only=True, create=False, cleanup_tmp_directories=False,
+                    max_to_keep=None, enable_async_checkpointing=False)
+                self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                                      item_names=(_STATE, _METADATA))
         else:
             options = ocp.CheckpointManagerOptions(
                 max_to_keep=max_to_keep,
@@ -94,8 +99,8 @@ class Checkpointer:
                 cleanup_tmp_directories=True,
                 enable_async_checkpointing=async_save,
             )
-        self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                              item_names=(_STATE, _METADATA))
+            self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                                  item_names=(_STATE, _METADATA))
         _finish_at_exit(self._manager)
 
     def save(self, step: int, pytree: Any, metadata: Mapping[str, Any] | None = None) -> None:
@@ -293,6 +298,17 @@ def _verify(expected: Mapping[str, str] | None, tree: Any, what: str) -> None:
     if bad:
         raise CorruptFileError(f"{what} is corrupt: array {bad[0]!r} fails its sha256 "
                                f"checksum ({len(bad)} array(s) differ)")
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    log = logging.getLogger("absl")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _finish_at_exit(manager: ocp.CheckpointManager) -> None:

@@ -100,9 +100,11 @@ def create_run_dir(
         record = _load_record(run_dir)
         changed = _changed_keys(record["config"], config) - set(mutable_on_resume)
         if changed:
+            detail = sorted(_changed_paths(record["config"], config, sorted(changed)))
             raise ValueError(
                 f"cannot resume {run_dir}: config differs from the stored one at keys "
-                f"{sorted(changed)} (allowed to change: {sorted(mutable_on_resume)})")
+                f"{sorted(changed)} ({', '.join(detail)}; allowed to change: "
+                f"{sorted(mutable_on_resume)})")
         record["config"] = config
         record.setdefault("resumes", []).append(collect_provenance())
     else:
@@ -255,6 +257,18 @@ def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
         return json.dumps(cfg[key], sort_keys=True) if key in cfg else None
 
     return {k for k in set(old) | set(new) if text(old, k) != text(new, k)}
+
+
+def _changed_paths(old: Any, new: Any, keys: Iterable[str], prefix: str = "") -> list[str]:
+    """Dotted paths of the leaves that differ under the top-level ``keys``, e.g. ``ppo.lr``."""
+    out = []
+    for key in keys:
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += _changed_paths(a, b, sorted(_changed_keys(a, b)), f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}: {json.dumps(a)} -> {json.dumps(b)}")
+    return out
 
 
 def _load_record(run_dir: Path) -> dict[str, Any]:
