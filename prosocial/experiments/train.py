@@ -144,8 +144,8 @@ def _train_locked(cfg: TrainConfig, learner: PPO, run_dir: Path, resume: bool,
                         f"stopped without logging or saving it ({kept}); the learning rate "
                         "is probably too large: try a smaller --lr")
                 metrics["sps"] = np.full(cfg.num_seeds, sps)
+                logged.append(update)  # from here on the run directory holds results
                 logger.log(update, env_steps, metrics)
-                logged.append(update)
                 bar.update(env_steps, float(np.nanmean(metrics["collective_return"])),
                            sps=f"{sps:,.0f}")
                 done_here += 1
