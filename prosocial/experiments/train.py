@@ -91,9 +91,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
         raise FileExistsError(f"run directory {run_dir} exists and is not a directory")
     _check_fits_in_memory(learner, cfg)
     created = not run_dir.exists()
-    was_empty = created or not any(p.name != LOCK_FILE for p in run_dir.iterdir())
     make_dir(run_dir)
     with lock_run_dir(run_dir):
+        # Looked at under the lock: another process may have filled it since the mkdir.
+        was_empty = not any(p.name != LOCK_FILE for p in run_dir.iterdir())
         logged = []
         try:
             return _train_locked(cfg, learner, run_dir, resume, progress, max_iterations,
