@@ -214,7 +214,8 @@ def train_main(argv: list[str]) -> None:
     except NonFiniteError as e:
         _fail("prosocial train", str(e), code=1)
     except KeyboardInterrupt:
-        _fail("prosocial train", "interrupted by Ctrl-C without saving a checkpoint",
+        _fail("prosocial train", "interrupted by Ctrl-C; checkpoints saved before it are "
+              f"kept (continue with `prosocial train --resume {out}` if {out} exists)",
               code=130)
     except (FileExistsError, ValueError, RunDirLocked) as e:
         _fail("prosocial train", str(e))
