@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
+import sys
 import time
 
 import jax
@@ -74,6 +75,11 @@ def measure(env_id: str, num_agents: int, num_envs: int, num_steps: int = 100,
     }
 
 
+def _fail(message: str) -> None:
+    print(f"prosocial bench envs: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def envs_main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="prosocial bench envs",
@@ -86,7 +92,20 @@ def envs_main(argv=None) -> None:
     parser.add_argument("--num-steps", type=int, default=100, help="steps per timed call")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls (median)")
     args = parser.parse_args(argv)
+    if args.env != "all" and args.env not in list_envs():
+        _fail(f"--env {args.env!r} is not an environment; choose one of "
+                     f"{', '.join(list_envs())} or 'all'")
+    for flag, values in (("--num-agents", [args.num_agents]), ("--num-envs", args.num_envs or []),
+                         ("--num-steps", [args.num_steps]), ("--repeats", [args.repeats])):
+        bad = [v for v in values if v < 1]
+        if bad:
+            _fail(f"{flag} must be a positive integer, got {bad[0]}")
     envs = list_envs() if args.env == "all" else [args.env]
+    for env_id in envs:
+        try:
+            make(env_id, num_agents=args.num_agents)
+        except ValueError as e:
+            _fail(f"--num-agents {args.num_agents}: {e}")
     sizes = args.num_envs or [1, 64, 512, 2048]
     print(f"{'env':<8} {'N':>5} {'compile s':>10} {'steps/s (median)':>17} "
           f"{'state+obs MiB':>14} {'peak RSS MiB':>13}")

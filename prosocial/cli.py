@@ -1,11 +1,24 @@
 """The ``prosocial`` command.
 
-    prosocial demo [--out DIR]                 random agents: GIFs of Harvest and Cleanup, env speed
-    prosocial bench envs [--env ID] [--num-envs N ...]
-    prosocial train [--preset NAME] [--env ID --num-envs N --total-steps N ...] --out DIR
-    prosocial train --resume DIR [--total-steps N]
-    prosocial eval DIR|FILE.safetensors [--episodes K] [--checkpoint N]
-    prosocial export DIR [--out FILE.safetensors]
+usage: prosocial COMMAND [options]      (prosocial COMMAND --help for all its options)
+
+  prosocial train [--preset NAME] [--out DIR] [config flags]
+        train a new run; --preset default: quick; --out default:
+        runs/<preset>-<YYYYmmdd-HHMMSS>; config flags such as --env, --num-agents,
+        --total-steps, --num-envs, --lr override the preset
+  prosocial train --resume DIR [--total-steps N]
+        continue the run in DIR from its last checkpoint (default: none, start a new run)
+  prosocial eval DIR|FILE.safetensors [--episodes K] [--checkpoint N]
+        run a trained policy (default: 8 episodes, the latest checkpoint)
+  prosocial export DIR [--out FILE.safetensors]
+        write one seed's policy (default --out: DIR/policy.safetensors)
+  prosocial demo [--out DIR]
+        random agents: GIFs of Harvest and Cleanup and the env speed (default: runs/demo)
+  prosocial bench envs [--env ID] [--num-envs N ...]
+        environment steps per second
+
+Exit status: 0 done, 1 training failed (e.g. non-finite loss), 2 bad input,
+130 stopped by Ctrl-C, 143 by SIGTERM (both after saving a checkpoint).
 """
 
 from __future__ import annotations
@@ -15,17 +28,27 @@ import sys
 from pathlib import Path
 
 
+def _fail(prog: str, message: str) -> None:
+    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _demo(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="prosocial demo", description=(
         "Run random agents in Harvest and Cleanup: write an episode GIF of each and print "
         "the environments' speed."))
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"))
-    parser.add_argument("--num-agents", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=200, help="episode steps in the GIFs")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="(default: runs/demo)")
+    parser.add_argument("--num-agents", type=int, default=5, help="(default: 5)")
+    parser.add_argument("--steps", type=int, default=200,
+                        help="episode steps in the GIFs (default: 200)")
+    parser.add_argument("--seed", type=int, default=0, help="(default: 0)")
     args = parser.parse_args(argv)
-    from prosocial.experiments.demo import run_demo
+    from prosocial.experiments.demo import check_demo_args, run_demo
 
+    try:
+        check_demo_args(args.out, num_agents=args.num_agents, steps=args.steps)
+    except ValueError as e:
+        _fail("prosocial demo", str(e))
     run_demo(args.out, num_agents=args.num_agents, steps=args.steps, seed=args.seed)
 
 
@@ -66,9 +89,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        raise SystemExit(f"prosocial: unknown command {command!r}; "
-                         f"commands: {', '.join(sorted(COMMANDS))}")
-    COMMANDS[command](rest)
+        _fail("prosocial", f"unknown command {command!r}; commands: "
+              f"{', '.join(sorted(COMMANDS))} (prosocial --help)")
+    try:
+        COMMANDS[command](rest)
+    except KeyboardInterrupt:
+        print(f"prosocial {command}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Orbax checkpoints of a train-state pytree and safetensors parameter export."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,13 @@ import numpy as np
 import pytest
 from flax import struct
 
-from prosocial.io import Checkpointer, export_safetensors, flatten_with_names, load_safetensors
+from prosocial.io import (
+    Checkpointer,
+    CorruptFileError,
+    export_safetensors,
+    flatten_with_names,
+    load_safetensors,
+)
 
 
 @struct.dataclass
@@ -164,3 +171,90 @@ def test_pending_async_save_finishes_at_exit(tmp_path):
         state, meta = ckpt.restore(target={"w": np.zeros(200_000, np.float32)})
     assert meta == {"update": 5}
     np.testing.assert_array_equal(state["w"], np.arange(200_000, dtype=np.float32))
+
+
+def _files(root):
+    return sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
+                  for p in Path(root).rglob("*"))
+
+
+def test_read_only_never_touches_a_writers_files(tmp_path):
+    assert Checkpointer(tmp_path, read_only=True).latest_step() is None
+    assert not (tmp_path / "checkpoints").exists()  # nothing created
+    with Checkpointer(tmp_path, max_to_keep=1, async_save=False) as ckpt:
+        ckpt.save(1, {"w": np.ones(3, np.float32)}, {"update": 1})
+    # a writer's save in progress, as another process leaves it while it writes
+    partial = tmp_path / "checkpoints" / "2.orbax-checkpoint-tmp-99"
+    partial.mkdir()
+    (partial / "half").write_text("being written")
+    before = _files(tmp_path)
+    with Checkpointer(tmp_path, max_to_keep=1, read_only=True) as reader:
+        assert reader.all_steps() == [1]
+        state, meta = reader.restore()
+        assert meta == {"update": 1} and reader.metadata() == {"update": 1}
+        np.testing.assert_array_equal(state["w"], np.ones(3, np.float32))
+        with pytest.raises(PermissionError, match="only reads"):
+            reader.save(3, {"w": np.zeros(3, np.float32)})
+    assert _files(tmp_path) == before
+    assert (partial / "half").read_text() == "being written"
+
+
+def _saved(tmp_path):
+    with Checkpointer(tmp_path, async_save=False) as ckpt:
+        ckpt.save(7, {"w": np.arange(1000, dtype=np.float32), "k": jax.random.key(3)},
+                  {"update": 7})
+    return tmp_path / "checkpoints" / "7"
+
+
+def _biggest_file(directory):
+    return max((p for p in directory.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+
+
+def test_checksum_detects_changed_array_bytes(tmp_path):
+    step_dir = _saved(tmp_path)
+    target = {"w": np.zeros(1000, np.float32), "k": jax.random.key(0)}
+    with Checkpointer(tmp_path, read_only=True) as ckpt:
+        state, _ = ckpt.restore(target=target)  # intact: restores and verifies
+    np.testing.assert_array_equal(state["w"], np.arange(1000, dtype=np.float32))
+    # The arrays are zstd-compressed, so a flipped byte there fails decompression (the
+    # truncation test); make the stored bytes disagree with the recorded digest instead.
+    meta_file = step_dir / "metadata" / "metadata"
+    record = json.loads(meta_file.read_text())
+    record["_prosocial_integrity"]["sha256"]["w"] = "0" * 64
+    meta_file.write_text(json.dumps(record))
+    with Checkpointer(tmp_path, read_only=True) as ckpt:
+        with pytest.raises(CorruptFileError, match=r"checkpoints/7 is corrupt: array 'w'"):
+            ckpt.restore(target=target)
+        with pytest.raises(CorruptFileError, match="'w'"):
+            ckpt.restore()
+
+
+def test_truncated_checkpoint_is_a_one_line_error(tmp_path):
+    step_dir = _saved(tmp_path)
+    victim = _biggest_file(step_dir)
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 3])
+    with Checkpointer(tmp_path, read_only=True) as ckpt:
+        with pytest.raises(CorruptFileError) as e:
+            ckpt.restore(target={"w": np.zeros(1000, np.float32), "k": jax.random.key(0)})
+    assert str(step_dir) in str(e.value) and "\n" not in str(e.value)
+    (step_dir / "metadata" / "metadata").write_text("{trunc")
+    with Checkpointer(tmp_path, read_only=True) as ckpt:
+        with pytest.raises(CorruptFileError, match="unreadable"):
+            ckpt.metadata()
+
+
+def test_safetensors_checksum_and_truncation(tmp_path):
+    params = {"a": np.arange(64, dtype=np.float32), "b": np.ones((2, 3), np.int32)}
+    path = export_safetensors(params, tmp_path / "p.safetensors", {"x": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["p.safetensors"]  # no temporary left
+    raw = bytearray(path.read_bytes())
+    assert load_safetensors(path)[1] == {"x": 1}
+    raw[-10] ^= 0xFF  # one damaged byte inside the last tensor's data
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptFileError, match=r"p\.safetensors is corrupt"):
+        load_safetensors(path)
+    path.write_bytes(bytes(raw[: len(raw) // 2]))
+    with pytest.raises(CorruptFileError, match=r"p\.safetensors is not a readable"):
+        load_safetensors(path)
+    with pytest.raises(FileNotFoundError):
+        load_safetensors(tmp_path / "missing.safetensors")

@@ -3,14 +3,25 @@
 import dataclasses
 import datetime
 import json
+import os
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-from prosocial.io import create_run_dir, load_provenance, load_run_config
+from prosocial.io import (
+    RunDirError,
+    RunDirLocked,
+    create_run_dir,
+    load_provenance,
+    load_run_config,
+    lock_run_dir,
+    make_dir,
+)
 from prosocial.io.rundir import _git_state
 
 
@@ -121,3 +132,45 @@ def test_bad_config_names_the_key(tmp_path):
     with pytest.raises(TypeError, match="keys must be strings"):
         create_run_dir(tmp_path / "b", {1: 2})
     assert not (tmp_path / "b").exists()
+
+
+def test_lock_is_exclusive_and_names_its_holder(tmp_path):
+    run = create_run_dir(tmp_path / "r", {"a": 1})
+    with lock_run_dir(run) as path:
+        assert path.read_text() == f"pid {os.getpid()} on host {socket.gethostname()}\n"
+        with pytest.raises(RunDirLocked, match=f"in use by another process \\(pid {os.getpid()}"):
+            with lock_run_dir(run):
+                pass
+        # another process is refused too
+        probe = subprocess.run(
+            [sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR)\n"
+             "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+             "except OSError:\n    sys.exit(3)", str(path)], timeout=60)
+        assert probe.returncode == 3
+    with lock_run_dir(run):  # released at the end of the block
+        pass
+    # the lock file does not make a run directory "non-empty" for a new run
+    (tmp_path / "only-lock").mkdir()
+    with lock_run_dir(tmp_path / "only-lock"):
+        create_run_dir(tmp_path / "only-lock", {"a": 1})
+
+
+def test_unusable_paths_and_damaged_config_are_named(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(RunDirError, match="parents is a file"):
+        create_run_dir(tmp_path / "f" / "run", {"a": 1})
+    with pytest.raises(RunDirError, match="parents is a file"):
+        make_dir(tmp_path / "f" / "run")
+    run = create_run_dir(tmp_path / "r", {"a": 1})
+    (run / "config.json").write_text('{"config": {"a": ')
+    with pytest.raises(ValueError, match=r"r/config.json is damaged: not valid JSON"):
+        load_run_config(run)
+    (run / "config.json").write_text('[1, 2]')
+    with pytest.raises(ValueError, match="has no \"config\" object"):
+        load_run_config(run)
+
+
+def test_resume_mismatch_names_the_nested_value(tmp_path):
+    run = create_run_dir(tmp_path / "r", {"ppo": {"lr": 0.1, "net": {"h": [8]}}, "n": 1})
+    with pytest.raises(ValueError, match=r"ppo\.lr: 0\.1 -> 0\.5, ppo\.net\.h: \[8\] -> \[9\]"):
+        create_run_dir(run, {"ppo": {"lr": 0.5, "net": {"h": [9]}}, "n": 1}, resume=True)

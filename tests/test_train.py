@@ -7,15 +7,23 @@ import csv
 import dataclasses
 import json
 import os
+import re
+import shutil
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import prosocial.experiments.train as train_module
 from prosocial.cli import main
 from prosocial.experiments.config import from_dict, preset, to_dict
-from prosocial.experiments.train import train
-from prosocial.learners.ppo import PPO
+from prosocial.experiments.train import NonFiniteError, TrainingInterrupted, train
+from prosocial.io import Checkpointer, MetricsLogger, lock_run_dir
 from prosocial.nets import NetConfig
 
 QUICK = preset("quick")  # the CLI's default preset; TINY overrides it like CLI_TINY does
@@ -29,6 +37,10 @@ CLI_TINY = ["--env", "harvest", "--num-agents", "2", "--max-steps", "20", "--tot
             "--num-envs", "2", "--num-steps", "20", "--seq-len", "10", "--num-epochs", "2",
             "--num-minibatches", "2", "--hidden-sizes", "8", "--lstm-size", "8",
             "--no-progress"]
+
+
+def _checkpoints(run_dir):
+    return sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
 
 
 def _rows(run_dir):
@@ -69,26 +81,66 @@ def test_train_writes_the_run_directory(full_run):
     assert any(p.name.startswith("events.out.tfevents") for p in full_run.iterdir())
 
 
+def _signal_after_update(monkeypatch, signum, at):
+    """Send ``signum`` to this process right after the metrics of update ``at`` are logged
+    (learner-agnostic: it hooks the logger, not the learner)."""
+    original = MetricsLogger.log
+
+    def log_then_signal(self, update, *args, **kwargs):
+        original(self, update, *args, **kwargs)
+        if update == at:
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(MetricsLogger, "log", log_then_signal)
+    return original
+
+
 def test_sigint_saves_and_resume_matches_uninterrupted(full_run, tmp_path, monkeypatch):
     out = tmp_path / "interrupted"
-    original = PPO.iteration
-    calls = []
-
-    def iteration_then_interrupt(self, state):
-        result = original(self, state)
-        calls.append(1)
-        if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-        return result
-
-    monkeypatch.setattr(PPO, "iteration", iteration_then_interrupt)
-    train(TINY, out, progress=False)
+    original = _signal_after_update(monkeypatch, signal.SIGINT, at=2)
+    with pytest.raises(TrainingInterrupted) as e:
+        train(TINY, out, progress=False)
+    assert (e.value.signum, e.value.checkpoint) == (signal.SIGINT, 2)
     assert len(_rows(out)) == 2 * 2
+    assert _checkpoints(out) == [2]
     assert not (out / "episode.gif").exists()
-    monkeypatch.setattr(PPO, "iteration", original)
+    monkeypatch.setattr(MetricsLogger, "log", original)
     main(["train", "--resume", str(out), "--no-progress"])
     assert _rows(out) == _rows(full_run)
     assert (out / "episode.gif").exists()
+
+
+def test_sigterm_saves_exits_143_and_resumes(full_run, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "terminated"
+    original = _signal_after_update(monkeypatch, signal.SIGTERM, at=1)
+    with pytest.raises(SystemExit) as e:
+        main(["train", *CLI_TINY, "--out", str(out)])
+    assert e.value.code == 143
+    assert _checkpoints(out) == [1]
+    stdout = capsys.readouterr().out
+    # one summary line instead of the config as JSON; the config is in config.json
+    assert [line for line in stdout.splitlines() if line.startswith("train:")] == [
+        f"train: harvest, 2 agents, 160 env steps (4 iterations), 2 seed(s), motive none "
+        f"-> {out} (full config in {out / 'config.json'})"]
+    assert "{" not in stdout and len(stdout.splitlines()) < 8
+    monkeypatch.setattr(MetricsLogger, "log", original)
+    main(["train", "--resume", str(out), "--no-progress"])
+    assert _rows(out) == _rows(full_run)
+
+
+def test_second_sigint_exits_130(tmp_path, monkeypatch):
+    # a second Ctrl-C while the first one's iteration is finishing: abort, exit status 130
+    original = MetricsLogger.log
+
+    def log_then_two_sigints(self, update, *args, **kwargs):
+        original(self, update, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(MetricsLogger, "log", log_then_two_sigints)
+    with pytest.raises(SystemExit) as e:
+        main(["train", *CLI_TINY, "--out", str(tmp_path / "r")])
+    assert e.value.code == 130
 
 
 def test_eval_and_export(full_run, capsys):
@@ -140,3 +192,303 @@ def test_presets_resolve_and_round_trip():
         0.3, 1e-4, 0.2, 1.0)
     assert ssd.ppo.lr_schedule == ((0.0, 0.00126), (2e7, 0.000012))
     assert ssd.ppo.ref_horizon_is_terminal and ssd.reference
+
+
+# --- faults: non-finite training, locked run directories, SIGKILL, damaged files ------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _subprocess_env():
+    # the same persistent compilation cache as this session (conftest), so a child compiles
+    # the tiny config once for all tests
+    cache = jax.config.jax_compilation_cache_dir
+    return {**os.environ, "PYTHONPATH": str(ROOT), "JAX_COMPILATION_CACHE_DIR": str(cache),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}
+
+
+def _fail_args(capsys, args):
+    """Run the CLI expecting a bad-input exit: (exit code, the one stderr line)."""
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return e.value.code, err
+
+
+def test_infinite_lr_stops_with_a_clear_error(tmp_path, capsys):
+    out = tmp_path / "inf"
+    code, err = _fail_args(capsys, ["train", *CLI_TINY, "--lr", "inf", "--out", str(out)])
+    assert code == 1
+    assert "iteration 1:" in err and "non-finite" in err and "smaller --lr" in err
+    assert not out.exists()  # nothing was trained: the same --out can be used again
+
+
+class _PoisonedAt:
+    """A learner whose training state turns NaN at one iteration (every floating leaf)."""
+
+    def __init__(self, learner, at):
+        self._learner, self._at, self._calls = learner, at, 0
+
+    def __getattr__(self, name):
+        return getattr(self._learner, name)
+
+    def iteration(self, state):
+        state, metrics = self._learner.iteration(state)
+        self._calls += 1
+        if self._calls == self._at:
+            state = jax.tree.map(
+                lambda x: x * np.nan if jnp.issubdtype(x.dtype, jnp.floating) else x, state)
+        return state, metrics
+
+
+def test_non_finite_state_is_never_checkpointed(tmp_path, monkeypatch):
+    original = train_module.build
+    monkeypatch.setattr(train_module, "build", lambda cfg: _PoisonedAt(original(cfg), at=4))
+    out = tmp_path / "nan"
+    with pytest.raises(NonFiniteError, match=r"iteration 4: the training state \(") as e:
+        train(TINY, out, progress=False)
+    assert "the last checkpoint is iteration 3" in str(e.value)
+    assert _checkpoints(out) == [3]  # the poisoned iteration 4 (the last) was not saved
+    assert sorted({int(r["update"]) for r in _rows(out)}) == [1, 2, 3]
+    with Checkpointer(out, read_only=True) as ckpt:
+        state, _ = ckpt.restore()
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(state)
+               if np.issubdtype(np.asarray(x).dtype, np.floating))
+
+
+def test_non_finite_check_is_generic_over_the_state():
+    state = {"a": {"w": jnp.ones(3)}, "steps": jnp.arange(3), "k": jax.random.key(0),
+             "opt": [jnp.zeros(2), jnp.array([1.0, jnp.inf])]}
+    metrics = {"collective_return": np.array([np.nan]), "policy_loss": np.array([0.5])}
+    assert "['opt'][1]" in train_module._non_finite(state, metrics)
+    state["opt"][1] = jnp.ones(2)
+    assert train_module._non_finite(state, metrics) is None  # NaN return: no episode ended
+    metrics["kl"] = np.array([np.nan])
+    assert train_module._non_finite(state, metrics) == "the loss metric(s) kl"
+
+
+def test_second_writer_is_refused_naming_the_holder(full_run, tmp_path, capsys):
+    config_before = (full_run / "config.json").read_text()
+    with lock_run_dir(full_run):
+        code, err = _fail_args(capsys, ["train", "--resume", str(full_run), "--no-progress"])
+        assert code == 2 and f"pid {os.getpid()}" in err and "in use" in err
+        # a real second process, and a new run with the same --out
+        fresh = tmp_path / "shared"
+        fresh.mkdir()
+        with lock_run_dir(fresh):
+            for args in (["--resume", str(full_run)], [*CLI_TINY, "--out", str(fresh)]):
+                proc = subprocess.run(
+                    [sys.executable, "-m", "prosocial.cli", "train", *args, "--no-progress"],
+                    capture_output=True, text=True, env=_subprocess_env(), timeout=300)
+                assert proc.returncode == 2, proc.stderr
+                assert f"pid {os.getpid()}" in proc.stderr
+        assert list(fresh.iterdir()) == [fresh / ".lock"]
+    assert (full_run / "config.json").read_text() == config_before
+
+
+_KILL_SCRIPT = """
+import os, signal, sys
+from prosocial.io import Checkpointer, MetricsLogger
+hook, at = sys.argv[1], int(sys.argv[2])
+cls, name = (MetricsLogger, "log") if hook == "log" else (Checkpointer, "save")
+original = getattr(cls, name)
+def then_kill(self, step, *args, **kwargs):
+    original(self, step, *args, **kwargs)
+    if step == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+setattr(cls, name, then_kill)
+from prosocial.cli import main
+main(sys.argv[3:])
+"""
+
+
+@pytest.mark.parametrize("hook, at, checkpoints_left", [
+    ("log", 2, []),  # killed before the first checkpoint (every 3 iterations)
+    ("save", 4, [3]),  # killed while the final checkpoint is being written (async)
+])
+def test_sigkill_then_resume_matches_uninterrupted(full_run, tmp_path, hook, at,
+                                                   checkpoints_left):
+    out = tmp_path / "killed"
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_SCRIPT, hook, str(at), "train", *CLI_TINY, "--out",
+         str(out)], capture_output=True, text=True, env=_subprocess_env(), timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert sorted({int(r["update"]) for r in _rows(out)}) == list(range(1, at + 1))
+    complete = [c for c in _checkpoints(out) if c < at]  # the one being written may be done
+    assert complete == checkpoints_left
+    main(["train", "--resume", str(out), "--no-progress"])
+    assert _rows(out) == _rows(full_run)
+    assert _checkpoints(out) == [3, 4]
+    assert (out / "episode.gif").exists()
+
+
+def test_resume_refuses_out_and_a_budget_below_what_was_trained(full_run, tmp_path, capsys):
+    code, err = _fail_args(capsys, ["train", "--resume", str(full_run), "--out",
+                                    str(tmp_path / "x")])
+    assert code == 2 and "takes no --out" in err
+    before = (full_run / "config.json").read_text()
+    code, err = _fail_args(capsys, ["train", "--resume", str(full_run), "--total-steps", "80",
+                                    "--no-progress"])
+    assert code == 2
+    assert "--total-steps 80 is less than the 160 env steps" in err and "checkpoint 4" in err
+    assert (full_run / "config.json").read_text() == before
+    assert not (tmp_path / "x").exists()
+
+
+def _edited_run(full_run, tmp_path, edit):
+    run = tmp_path / "edited"
+    shutil.copytree(full_run, run)
+    record = json.loads((run / "config.json").read_text())
+    edit(record["config"])
+    (run / "config.json").write_text(json.dumps(record))
+    return run
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.update(frobnicate=1), r"unknown keys \['frobnicate'\]"),
+    (lambda c: c["ppo"].pop("lr"), r"missing keys \['ppo.lr'\]"),
+    (lambda c: c["ppo"]["net"].update(width=3), r"unknown keys \['ppo.net.width'\]"),
+])
+def test_config_json_of_another_version(full_run, tmp_path, capsys, edit, message):
+    run = _edited_run(full_run, tmp_path, edit)
+    for command in (["train", "--resume", str(run)], ["eval", str(run)],
+                    ["export", str(run)]):
+        code, err = _fail_args(capsys, command)
+        assert code == 2 and "config.json does not match this version" in err
+        assert re.search(message, err), err
+
+
+def test_damaged_config_json(full_run, tmp_path, capsys):
+    run = tmp_path / "damaged"
+    shutil.copytree(full_run, run)
+    text = (run / "config.json").read_text()
+    (run / "config.json").write_text(text[: len(text) // 2])
+    code, err = _fail_args(capsys, ["eval", str(run)])
+    assert code == 2 and f"{run / 'config.json'} is damaged" in err
+
+
+def test_truncated_checkpoint_and_policy_files(full_run, tmp_path, capsys):
+    run = tmp_path / "truncated"
+    shutil.copytree(full_run, run)
+    step = run / "checkpoints" / "4"
+    victim = max((p for p in step.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    victim.write_bytes(victim.read_bytes()[:100])
+    code, err = _fail_args(capsys, ["eval", str(run), "--episodes", "1", "--steps", "2"])
+    assert code == 2 and f"checkpoint {step}" in err
+    main(["export", str(run), "--checkpoint", "3", "--out", str(tmp_path / "p.safetensors")])
+    capsys.readouterr()
+    policy = tmp_path / "p.safetensors"
+    policy.write_bytes(policy.read_bytes()[:-50])
+    code, err = _fail_args(capsys, ["eval", str(policy)])
+    assert code == 2 and f"{policy} is not a readable safetensors file" in err
+
+
+def test_policy_file_of_another_env_is_rejected(full_run, tmp_path, capsys):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    main(["export", str(full_run), "--out", str(tmp_path / "harvest.safetensors")])
+    capsys.readouterr()
+    with safe_open(str(tmp_path / "harvest.safetensors"), framework="numpy") as f:
+        header = f.metadata()
+    meta = json.loads(header["prosocial_metadata"])
+    meta["config"]["env"] = "cleanup"  # Harvest's parameters labelled as a Cleanup policy
+    header["prosocial_metadata"] = json.dumps(meta)
+    save_file(load_file(str(tmp_path / "harvest.safetensors")),
+              str(tmp_path / "relabelled.safetensors"), metadata=header)
+    code, err = _fail_args(capsys, ["eval", str(tmp_path / "relabelled.safetensors")])
+    assert code == 2 and "do not fit the config stored with them (env cleanup" in err
+
+
+def test_bad_run_directories(tmp_path, capsys):
+    (tmp_path / "file").write_text("not a directory")
+    code, err = _fail_args(capsys, ["train", *CLI_TINY, "--out", str(tmp_path / "file")])
+    assert code == 2 and "exists and is not a directory" in err
+    code, err = _fail_args(capsys, ["train", *CLI_TINY, "--out",
+                                    str(tmp_path / "file" / "run")])
+    assert code == 2 and "one of its parents is a file" in err
+    assert (tmp_path / "file").read_text() == "not a directory"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into read-only directories")
+def test_unwritable_out(tmp_path, capsys):
+    locked = tmp_path / "ro"
+    locked.mkdir(mode=0o555)
+    code, err = _fail_args(capsys, ["train", *CLI_TINY, "--out", str(locked / "run")])
+    assert code == 2 and "cannot create the run directory" in err
+
+
+def test_config_too_big_for_memory_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "huge"
+    code, err = _fail_args(capsys, ["train", *CLI_TINY, "--num-envs", str(10**9),
+                                    "--num-minibatches", "1", "--out", str(out)])
+    assert code == 2 and "--num-envs 1000000000" in err and "GiB" in err
+    assert not out.exists()
+
+
+def test_failed_start_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train_module, "MetricsLogger", broken)
+    for out in (tmp_path / "new", tmp_path / "empty"):
+        if out.name == "empty":
+            out.mkdir()
+        with pytest.raises(OSError, match="No space"):
+            train(TINY, out, progress=False)
+        # a rerun is not blocked by a half-made run directory
+        assert not out.exists() if out.name == "new" else [p.name for p in out.iterdir()] == [
+            ".lock"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["eval", "RUN", "--steps", "-5"], "--steps must be a positive integer, got -5"),
+    (["eval", "RUN", "--episodes", "0"], "--episodes must be a positive integer, got 0"),
+    (["eval", "RUN", "--checkpoint", "99"], "no checkpoint 99"),
+    (["eval", "RUN", "--seed-index", "2"], "--seed-index must be in [0, 2)"),
+    (["eval", "RUN", "--gif", "OUTDIR"], "give a file name ending in .gif"),
+    (["export", "RUN", "--out", "OUTDIR"], "is a directory"),
+    (["export", "RUN", "--out", "OUTDIR/policy.txt"], "must end in .safetensors"),
+    (["eval", "OUTDIR/nothing-here"], "no such run directory or file"),
+    (["train", "--resume", "OUTDIR"], "is not a run directory"),
+    (["demo", "--num-agents", "0"], "--num-agents 0"),
+    (["demo", "--steps", "0"], "--steps must be a positive integer"),
+    (["bench", "envs", "--env", "nosuch"], "--env 'nosuch' is not an environment"),
+    (["bench", "envs", "--num-envs", "0"], "--num-envs must be a positive integer"),
+    (["frobnicate"], "unknown command 'frobnicate'"),
+])
+def test_cli_mistakes_are_one_line_errors(full_run, tmp_path, capsys, args, message):
+    args = [a.replace("RUN", str(full_run)).replace("OUTDIR", str(tmp_path)) for a in args]
+    code, err = _fail_args(capsys, args)
+    assert code == 2 and message in err, err
+
+
+def test_help_lists_run_options_with_defaults(capsys):
+    main(["--help"])
+    top = capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    assert e.value.code == 0
+    train_help = capsys.readouterr().out
+    for text in (top, train_help):
+        for flag in ("--preset", "--out", "--resume"):
+            assert flag in text
+        assert "default: quick" in text and "runs/<preset>-<YYYYmmdd-HHMMSS>" in text
+        assert "§" not in text and "specs" not in text
+    assert "--total-steps" in train_help and "(default: 200000)" in train_help
+    assert "default: none, start a new run" in train_help
+
+
+def test_eval_and_export_leave_a_training_runs_files_alone(full_run, tmp_path, capsys):
+    run = tmp_path / "training"
+    shutil.copytree(full_run, run)
+    # what a trainer writing its next checkpoint has on disk at this moment
+    partial = run / "checkpoints" / "5.orbax-checkpoint-tmp-42"
+    partial.mkdir()
+    (partial / "being-written").write_text("x")
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    main(["eval", str(run), "--episodes", "1", "--steps", "2", "--gif", str(tmp_path / "e.gif")])
+    main(["export", str(run), "--out", str(tmp_path / "p.safetensors")])
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+    assert (partial / "being-written").read_text() == "x"

@@ -34,6 +34,21 @@ def random_episode_frames(env_id: str, num_agents: int, steps: int, seed: int) -
     return np.concatenate([np.asarray(first), np.asarray(rest)])
 
 
+def check_demo_args(out: Path, num_agents: int, steps: int,
+                    envs=("harvest", "cleanup")) -> None:
+    """ValueError (one line, naming the flag) for arguments the demo cannot run with;
+    nothing is written."""
+    if steps < 1:
+        raise ValueError(f"--steps must be a positive integer, got {steps}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory")
+    for env_id in envs:
+        try:
+            make(env_id, num_agents=num_agents)
+        except ValueError as e:
+            raise ValueError(f"--num-agents {num_agents}: {e}") from None
+
+
 def run_demo(out: Path, envs=("harvest", "cleanup"), num_agents: int = 5, steps: int = 200,
              seed: int = 0, num_envs: int = 512) -> dict[str, dict]:
     """Write ``out/<env>_random.gif`` for each game and print its env steps/s."""

@@ -8,6 +8,7 @@ A run directory holds ``config.json`` (resolved config and provenance, :mod:`.ru
 
 from prosocial.io.checkpoint import (
     Checkpointer,
+    CorruptFileError,
     export_safetensors,
     flatten_with_names,
     load_safetensors,
@@ -17,15 +18,22 @@ from prosocial.io.plots import plot_learning_curves
 from prosocial.io.progress import TrainingProgress
 from prosocial.io.render import upscale, write_gif
 from prosocial.io.rundir import (
+    RunDirError,
+    RunDirLocked,
     collect_provenance,
     create_run_dir,
     load_provenance,
     load_run_config,
+    lock_run_dir,
+    make_dir,
 )
 
 __all__ = [
     "Checkpointer",
+    "CorruptFileError",
     "MetricsLogger",
+    "RunDirError",
+    "RunDirLocked",
     "TrainingProgress",
     "collect_provenance",
     "create_run_dir",
@@ -34,6 +42,8 @@ __all__ = [
     "load_provenance",
     "load_run_config",
     "load_safetensors",
+    "lock_run_dir",
+    "make_dir",
     "plot_learning_curves",
     "read_metrics",
     "upscale",

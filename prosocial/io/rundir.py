@@ -14,17 +14,26 @@ A run directory that already holds files is never overwritten: starting a new ru
 an error, and resuming it requires the same config (except keys the caller names as
 allowed to change, such as the total step budget), so that one directory never mixes the
 results of two different experiments.
+
+One process at a time may write a run directory: :func:`lock_run_dir` takes an exclusive
+``flock`` on ``run_dir/.lock`` (which records the holder's pid and host) and a second
+writer is refused with :class:`RunDirLocked`. The operating system releases the lock when
+the holder exits, however it ends (even SIGKILL), so a stale lock file is harmless.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import enum
+import errno
+import fcntl
 import importlib.metadata
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
@@ -34,6 +43,15 @@ from typing import Any
 import numpy as np
 
 CONFIG_FILE = "config.json"
+LOCK_FILE = ".lock"
+
+
+class RunDirLocked(RuntimeError):
+    """Another process holds the run directory's lock."""
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be created or written (permissions, a file in the way)."""
 
 # Distribution names whose versions every run records (PyPI names, as pip shows them).
 _VERSIONED_PACKAGES = (
@@ -73,7 +91,7 @@ def create_run_dir(
     config = to_jsonable(config)
     if not isinstance(config, dict):
         raise TypeError(f"config must be a mapping, got {type(config).__name__}")
-    non_empty = run_dir.is_dir() and any(run_dir.iterdir())
+    non_empty = run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir())
     if non_empty and not resume:
         raise FileExistsError(
             f"run directory {run_dir} already exists and is not empty; pass resume=True to "
@@ -82,16 +100,69 @@ def create_run_dir(
         record = _load_record(run_dir)
         changed = _changed_keys(record["config"], config) - set(mutable_on_resume)
         if changed:
+            detail = sorted(_changed_paths(record["config"], config, sorted(changed)))
             raise ValueError(
                 f"cannot resume {run_dir}: config differs from the stored one at keys "
-                f"{sorted(changed)} (allowed to change: {sorted(mutable_on_resume)})")
+                f"{sorted(changed)} ({', '.join(detail)}; allowed to change: "
+                f"{sorted(mutable_on_resume)})")
         record["config"] = config
         record.setdefault("resumes", []).append(collect_provenance())
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(run_dir)
         record = {"config": config, "provenance": collect_provenance(), "resumes": []}
-    _write_json_atomic(run_dir / CONFIG_FILE, record)
+    try:
+        _write_json_atomic(run_dir / CONFIG_FILE, record)
+    except OSError as e:
+        raise RunDirError(f"cannot write {run_dir / CONFIG_FILE}: {e.strerror or e}") from None
     return run_dir
+
+
+def make_dir(run_dir: str | os.PathLike) -> Path:
+    """``mkdir -p`` with an error that names the directory and says why it failed."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RunDirError(f"cannot create the run directory {run_dir}: it or one of its "
+                          "parents is a file") from None
+    except NotADirectoryError:
+        raise RunDirError(f"cannot create the run directory {run_dir}: one of its parents "
+                          "is a file") from None
+    except OSError as e:
+        raise RunDirError(f"cannot create the run directory {run_dir}: "
+                          f"{e.strerror or e}") from None
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise RunDirError(f"the run directory {run_dir} is not writable")
+    return run_dir
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: str | os.PathLike):
+    """Hold an exclusive lock on ``run_dir`` (which must exist) for the ``with`` block.
+
+    Raises:
+      RunDirLocked: another process holds it; the message names its pid and host.
+      RunDirError: the lock file cannot be created.
+    """
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise RunDirError(f"cannot create {path}: {e.strerror or e}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
+            raise RunDirLocked(f"{run_dir} is in use by another process ({holder}); wait for "
+                               "it to finish or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def load_run_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -188,12 +259,32 @@ def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
     return {k for k in set(old) | set(new) if text(old, k) != text(new, k)}
 
 
+def _changed_paths(old: Any, new: Any, keys: Iterable[str], prefix: str = "") -> list[str]:
+    """Dotted paths of the leaves that differ under the top-level ``keys``, e.g. ``ppo.lr``."""
+    out = []
+    for key in keys:
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += _changed_paths(a, b, sorted(_changed_keys(a, b)), f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}: {json.dumps(a)} -> {json.dumps(b)}")
+    return out
+
+
 def _load_record(run_dir: Path) -> dict[str, Any]:
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise ValueError(f"{run_dir} is not a run directory: it has no {CONFIG_FILE}")
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is damaged: not valid JSON ({e})") from None
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise ValueError(f"{path} is not a prosocial run record: it has no \"config\" object")
+    return record
 
 
 def _write_json_atomic(path: Path, record: Mapping[str, Any]) -> None:
