@@ -52,6 +52,10 @@ class Layout:
         """Parameter sets P: S·n, or S when shared."""
         return self.num_seeds if self.shared else self.num_seeds * self.n
 
+    def batch(self, num_envs: int) -> int:
+        """Batch rows B per parameter set: E, or E·n when shared."""
+        return num_envs * (self.n if self.shared else 1)
+
     def select(self, x):
         """``[S, E, N, ...]`` → ``[S, E, n, ...]`` (nothing to do for all agents)."""
         if self.all_agents:

@@ -172,3 +172,16 @@ def test_motive_with_its_own_optimiser_leaves_the_policy_optimiser_untouched():
     np.testing.assert_allclose(b.motive_params["b"], [0.533177] * 3, rtol=1e-5)
     # logged: the last epoch's mean over its minibatches of b at loss time, (0 + 0.3162278)/2
     np.testing.assert_allclose(metrics["offset"], [0.158113883], rtol=1e-5)
+
+
+def test_lr_scale_trains_only_the_chosen_agent():
+    runner = Runner(ENV, (all_agents(ENV, PPO_RULE, NET),), num_envs=2, num_steps=12)
+    state = runner.init(jax.random.PRNGKey(4))
+    # Train agent 1 only (ERMAS's deviation primitive): the others' parameters stay put.
+    pops = (state.pops[0].replace(lr_scale=jnp.asarray([0.0, 1.0, 0.0])),)
+    state = state.replace(pops=pops)
+    before = np.asarray(state.pops[0].params["policy"]["kernel"])
+    state, _ = runner.iteration(state)
+    after = np.asarray(state.pops[0].params["policy"]["kernel"])
+    np.testing.assert_array_equal(after[[0, 2]], before[[0, 2]])
+    assert not np.array_equal(after[1], before[1])

@@ -87,8 +87,7 @@ def init_rollout_state(env: AutoReset, populations, num_seeds: int, num_envs: in
         jax.random.split(k_env, s * e).reshape(s, e, -1))
     episode = jax.vmap(jax.vmap(lambda _: M.accumulator_init(n, event_keys(env))))(
         jnp.zeros((s, e)))
-    carries = tuple(pop.policy.initial_carry((pop.layout.num_params,
-                                              e * (pop.layout.n if pop.layout.shared else 1)))
+    carries = tuple(pop.policy.initial_carry((pop.layout.num_params, pop.layout.batch(e)))
                     for pop in populations)
     return RolloutState(env_state=env_state, obs=obs, start=jnp.ones((s, e), bool),
                         alive=jnp.ones((s, e, n), bool), carries=carries, episode=episode,
@@ -148,8 +147,7 @@ def make_collect(env, populations, num_steps: int, chunk_len: int | None = None,
 
     def final_values(params, final_state, carries, truncated):
         e = truncated.shape[1]
-        zeros = tuple(jnp.zeros((pop.layout.num_params, e * (pop.layout.n if pop.layout.shared
-                                                              else 1)), jnp.float32)
+        zeros = tuple(jnp.zeros((pop.layout.num_params, pop.layout.batch(e)), jnp.float32)
                       for pop in populations)
         if not any(bootstrap):
             return zeros
@@ -172,7 +170,7 @@ def make_collect(env, populations, num_steps: int, chunk_len: int | None = None,
 
     def one_step(params, carry_in, _):
         rs, sums = carry_in
-        s, e = rs.start.shape
+        e = rs.start.shape[1]
         keys = jax.vmap(lambda k: jax.random.split(k, 3))(rs.key)
         k_next, k_act, k_env = keys[:, 0], keys[:, 1], keys[:, 2]
         act_keys = jax.vmap(lambda k: jax.random.split(k, n))(k_act)

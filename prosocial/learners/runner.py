@@ -9,8 +9,9 @@ iteration are per seed: the episode metrics of the rollout, and each population'
 (prefixed ``<population>/`` when a run has more than one population).
 
 Populations that do not learn (``update=None`` or ``trainable=False``) keep their
-parameters bit for bit; within a learning population the per-parameter-set learning rate
-is the hook for training only some of its agents.
+parameters bit for bit. Within a learning population ``PopState.lr_scale`` ``[P]`` scales
+each parameter set's learning rate: setting it to 0 for all but agent i trains only agent i
+(ERMAS's deviations), and the others' parameters stay bit for bit.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class PopState:
     motive_opt_state: Any
     motive_carry: Any
     intrinsic_running: jax.Array  # [S, E, n] intrinsic return of the current episodes
+    lr_scale: jax.Array  # [P] multiplies the learning rate: 0 trains a parameter set not at all
 
 
 @struct.dataclass
@@ -78,8 +80,7 @@ class Runner:
         for pop in self.populations:
             pop.motive.check(self.env, keys)
             if pop.update is not None:
-                rows = self.num_envs * (pop.layout.n if pop.layout.shared else 1)
-                pop.update.check(rows, self.num_steps)
+                pop.update.check(pop.layout.batch(self.num_envs), self.num_steps)
         lens = [min(p.update.seq_len(self.num_steps), self.num_steps)
                 for p in self.populations if p.update is not None]
         self.chunk_len = math.gcd(*lens) if lens else self.num_steps
@@ -155,7 +156,8 @@ class Runner:
             pops.append(PopState(
                 params=params, opt_state=opt_state, learner=learner, motive_params=mparams,
                 motive_opt_state=mopt, motive_carry=pop.motive.init_carry(lay, self.num_envs),
-                intrinsic_running=jnp.zeros((s, self.num_envs, lay.n), jnp.float32)))
+                intrinsic_running=jnp.zeros((s, self.num_envs, lay.n), jnp.float32),
+                lr_scale=jnp.ones((lay.num_params,), jnp.float32)))
         rollout = init_rollout_state(self.env, self.populations, s, self.num_envs, k_env,
                                      k_run)
         state = RunState(rollout=rollout, pops=tuple(pops), update=jnp.zeros((), jnp.int32))

@@ -93,7 +93,7 @@ def make_sgd(pop):
     jit_perms = jax.jit(permutations, static_argnums=1)
 
     def sgd(ps, batch, carry0, key, lr):
-        lr_p = jnp.full((lay.num_params,), lr, jnp.float32)
+        lr_p = lr * ps.lr_scale
         learned = (ps.params, ps.motive_params)
         opt_states = (ps.opt_state, ps.motive_opt_state)
         if rule.loop == "scan":

@@ -164,8 +164,7 @@ class SocialInfluence(Motive):
 
     def init_carry(self, layout, num_envs):
         h = self.cfg.moa_lstm_size
-        batch = num_envs * (layout.n if layout.shared else 1)
-        zeros = jnp.zeros((layout.num_params, batch, h), jnp.float32)
+        zeros = jnp.zeros((layout.num_params, layout.batch(num_envs), h), jnp.float32)
         return (zeros, zeros)
 
     def _gates_x(self, params, features, actions):
