@@ -24,6 +24,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from prosocial.layout import chunked_scan  # noqa: F401  (re-exported for motives)
 
@@ -149,11 +150,19 @@ class Weighted(Motive):
                                    env, policy) for i, m in enumerate(self.motives))
 
     def optimizer(self):
-        return None  # the runner asks each member (see ``members``)
-
-    @property
-    def members(self):
-        return self.motives
+        """None when every learned member trains with the policy's optimiser; the members'
+        own optimisers side by side when every learned member has one."""
+        learned = [m for m in self.motives if m.learned]
+        own = [m.optimizer() for m in learned]
+        if all(tx is None for tx in own):
+            return None
+        if any(tx is None for tx in own):
+            raise ValueError(f"motives {[m.name for m in learned]}: either every learned "
+                             "motive has its own optimiser or none has")
+        members = [m.optimizer() if m.learned else optax.identity() for m in self.motives]
+        return optax.GradientTransformation(
+            lambda params: tuple(tx.init(p) for tx, p in zip(members, params, strict=True)),
+            lambda updates, state, params=None: _each(members, updates, state, params))
 
     def intrinsic(self, params, carry, rollout, view):
         total, carries, diagnostics, extras = 0.0, [], {}, {}
@@ -172,6 +181,13 @@ class Weighted(Motive):
             total = total + loss
             terms.update(t)
         return total, terms
+
+
+def _each(transforms, updates, state, params):
+    out = [tx.update(u, st, p) for tx, u, st, p in zip(
+        transforms, updates, state, params if params is not None else (None,) * len(state),
+        strict=True)]
+    return tuple(u for u, _ in out), tuple(st for _, st in out)
 
 
 def finished_episode_sums(running: jax.Array, values: jax.Array, start: jax.Array,

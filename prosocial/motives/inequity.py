@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from prosocial.motives.base import Motive, select_agents
 
@@ -131,10 +132,12 @@ class InequityAversion(Motive):
     name = "ia"
     min_agents = 2
 
-    def __init__(self, alpha: float = 0.0, beta: float = 0.05, gamma: float = 0.9,
-                 lam: float = 0.9, smoothed: bool = True):
+    def __init__(self, alpha=0.0, beta=0.05, gamma: float = 0.9, lam: float = 0.9,
+                 smoothed: bool = True):
+        # α and β: numbers, or one per agent of the environment (global agent ids), so that
+        # agents of one population can differ only in their coefficients.
         for label, value in (("alpha", alpha), ("beta", beta)):
-            if not value >= 0:
+            if not np.all(np.asarray(value) >= 0):
                 raise ValueError(f"motive.{label} must be ≥ 0, got {value!r}")
         for label, value in (("ia_gamma", gamma), ("ia_lambda", lam)):
             if not 0 <= value <= 1:
