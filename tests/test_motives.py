@@ -610,7 +610,7 @@ def test_influence_of_random_agents_is_of_the_reference_order(cleanup5):
     assert np.all((1e-5 < per_seed) & (per_seed < 1e-3)), per_seed
     # The old head (normalised columns of norm 0.01) on the same rollout and MOA:
     keys = jax.random.split(jax.random.PRNGKey(5), S5 * N5)
-    old_head = jax.vmap(lambda k: nets._dense(k, 128, 4 * NUM_ACTIONS, 0.01))(keys)
+    old_head = jax.vmap(lambda k: nets.dense_params(k, 128, 4 * NUM_ACTIONS, 0.01))(keys)
     old = cleanup5.influence_rewards({**params, "out": old_head})
     assert float(old.mean()) < 1e-6 < 1e-2 * mean, (float(old.mean()), mean)
 

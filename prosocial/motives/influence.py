@@ -147,7 +147,8 @@ class SocialInfluence(Motive):
             keys = iter(jax.random.split(key, len(self.cfg.moa_hidden_sizes) + 3))
             params, d = {}, width
             for i, size in enumerate(self.cfg.moa_hidden_sizes):
-                params[f"moa_{i}"] = nets._dense(next(keys), d, size, net_cfg.hidden_init_scale)
+                params[f"moa_{i}"] = nets.dense_params(next(keys), d, size,
+                                                       net_cfg.hidden_init_scale)
                 d = size
             bias = jnp.zeros((4 * h,), jnp.float32).at[h:2 * h].set(1.0)
             params["lstm"] = {
