@@ -105,7 +105,9 @@ def normc(key: jax.Array, shape: tuple[int, int], scale: float) -> jax.Array:
     return w * (scale / jnp.sqrt(jnp.sum(w * w, axis=0, keepdims=True)))
 
 
-def _dense(key, n_in: int, n_out: int, scale: float) -> Params:
+def dense_params(key, n_in: int, n_out: int, scale: float) -> Params:
+    """A Dense layer with normalised columns: kernel [in, out] from :func:`normc` (every
+    output column of L2 norm ``scale``), bias [out] zero."""
     return {"kernel": normc(key, (n_in, n_out), scale), "bias": jnp.zeros((n_out,), jnp.float32)}
 
 
@@ -113,6 +115,35 @@ def glorot_dense(key, n_in: int, n_out: int) -> Params:
     """Keras's default Dense init: Glorot-uniform kernel (bound √(6 / (in + out))), zero bias."""
     return {"kernel": jax.nn.initializers.glorot_uniform()(key, (n_in, n_out), jnp.float32),
             "bias": jnp.zeros((n_out,), jnp.float32)}
+
+
+def mlp_params(keys, n_in: int, sizes, scale: float, prefix: str = "mlp") -> Params:
+    """The layers ``{prefix}_0, {prefix}_1, …`` of a tanh MLP (:func:`mlp`) with widths
+    ``sizes`` on ``n_in`` inputs, each from :func:`dense_params` with one of ``keys`` (one
+    key per layer, in order)."""
+    keys = list(keys)
+    if len(keys) != len(sizes):
+        raise ValueError(f"mlp_params needs one key per layer: {len(keys)} keys, "
+                         f"{len(sizes)} layers")
+    params: Params = {}
+    for i, (key, size) in enumerate(zip(keys, sizes, strict=True)):
+        params[f"{prefix}_{i}"] = dense_params(key, n_in, size, scale)
+        n_in = size
+    return params
+
+
+def lstm_params(input_key: jax.Array, recurrent_key: jax.Array, n_in: int,
+                size: int) -> Params:
+    """An LSTM layer (gate order i, f, g, o; :func:`lstm_cell`) as Keras initialises it:
+    ``input_kernel`` [in, 4·size] Glorot-uniform (from ``input_key``), ``recurrent_kernel``
+    [size, 4·size] orthogonal (from ``recurrent_key``), ``bias`` [4·size] zero except 1 on
+    the forget gate (``unit_forget_bias``)."""
+    return {
+        "input_kernel": jax.nn.initializers.glorot_uniform()(
+            input_key, (n_in, 4 * size), jnp.float32),
+        "recurrent_kernel": jax.nn.initializers.orthogonal()(
+            recurrent_key, (size, 4 * size), jnp.float32),
+        "bias": jnp.zeros((4 * size,), jnp.float32).at[size:2 * size].set(1.0)}
 
 
 def input_key(obs_keys) -> str:
@@ -148,23 +179,16 @@ def init_params(cfg: NetConfig, key: jax.Array, obs_space, num_actions: int) -> 
         width = (h - k + 1) * (w - k + 1) * f
     else:
         width = int(np.prod(shape)) if shape else 1
-    for i, size in enumerate(cfg.hidden_sizes):
-        params[f"mlp_{i}"] = _dense(next(keys), width, size, cfg.hidden_init_scale)
-        width = size
+    params.update(mlp_params([next(keys) for _ in cfg.hidden_sizes], width, cfg.hidden_sizes,
+                             cfg.hidden_init_scale))
+    width = cfg.hidden_sizes[-1] if cfg.hidden_sizes else width
     if cfg.recurrent:
-        hsz = cfg.lstm_size
-        bias = jnp.zeros((4 * hsz,), jnp.float32).at[hsz:2 * hsz].set(1.0)  # gates i, f, g, o
-        params["lstm"] = {
-            "input_kernel": jax.nn.initializers.glorot_uniform()(
-                next(keys), (width, 4 * hsz), jnp.float32),
-            "recurrent_kernel": jax.nn.initializers.orthogonal()(
-                next(keys), (hsz, 4 * hsz), jnp.float32),
-            "bias": bias}
-        width = hsz
+        params["lstm"] = lstm_params(next(keys), next(keys), width, cfg.lstm_size)
+        width = cfg.lstm_size
     # Policy logits: Keras's default Dense init, as SSD passes none (specs.md §8.1);
     # only the value head has the small normalised columns.
     params["policy"] = glorot_dense(next(keys), width, num_actions)
-    params["value"] = _dense(next(keys), width, 1, cfg.head_init_scale)
+    params["value"] = dense_params(next(keys), width, 1, cfg.head_init_scale)
     return params
 
 

@@ -1,8 +1,8 @@
 """Social motives as the learner uses them (specs.md §9.2–9.4), against hand-computed values:
 the collective reward, inequity aversion's smoothed trace across episode ends and rollouts,
-the social-influence divergence, its schedule, a hand-built MOA, MOA training on scripted
-co-players, the checks on environments that lack a motive's inputs, and one PPO iteration
-with IA and with SI."""
+the social-influence divergence, its schedule, SI with a hand-built MOA, MOA training on
+scripted co-players, the checks on environments that lack a motive's inputs, and one PPO
+iteration with IA and with SI. The model of other agents on its own: test_moa.py."""
 
 from __future__ import annotations
 
@@ -318,40 +318,6 @@ def test_guard_zeroes_a_seed_with_non_finite_influence_before_clipping():
     assert_close(out, [[0.0, 0.0, 0.25, -10.0], [0.0, 0.0, 3.0, 4.0]])
 
 
-# --- MOA loss on a hand-built minibatch (§9.4) -----------------------------------------------
-
-
-def test_moa_loss_averages_over_all_valid_entries_by_hand():
-    """N = 3 (two others), |A| = 3. With zero kernels the MOA predicts its output bias at
-    every step: other 0 logits (0, 0, 0) → uniform, CE = ln 3 whatever the action; other 1
-    logits (ln 2, 0, 0) → (1/2, 1/4, 1/4), CE = ln 2 for action 0 and ln 4 otherwise."""
-    motive = SocialInfluence(MotiveConfig(name="si", moa_lstm_size=2, moa_hidden_sizes=(2,),
-                                          moa_loss_weight=0.5))
-    motive.num_agents, motive.num_actions = 3, 3
-    h, d = 2, 4
-    params = {
-        "moa_0": {"kernel": jnp.zeros((1, d, 2)), "bias": jnp.zeros((1, 2))},
-        "lstm": {"input_kernel": jnp.zeros((1, 2 + 3 * 3, 4 * h)),
-                 "recurrent_kernel": jnp.zeros((1, h, 4 * h)), "bias": jnp.zeros((1, 4 * h))},
-        "out": {"kernel": jnp.zeros((1, h, 6)),
-                "bias": jnp.array([[0.0, 0.0, 0.0, math.log(2.0), 0.0, 0.0]])}}
-    # P = 1 agent, B = 2 sequences of L = 3 steps; sequence 1's last step is padding.
-    mask = jnp.array([[[True, True, True], [True, True, False]]])
-    next_others = jnp.array([[[[0, 0], [1, 1], [2, 0]], [[0, 2], [1, 0], [0, 1]]]])
-    next_visible = jnp.array([[[[1, 1], [0, 1], [1, 0]], [[1, 0], [0, 1], [1, 1]]]])
-    mb = {"own_first_actions": jnp.zeros((1, 2, 3, 3), jnp.int32),
-          "initial_carry": (jnp.zeros((1, 2, h)), jnp.zeros((1, 2, h))),
-          "next_others": next_others, "next_visible": next_visible, "mask": mask}
-    total, terms = moa_loss(motive, params, mb, jnp.zeros((1, 6, d)), jnp.zeros((1, 2, 3), bool))
-    # Counted (visible, valid) entries: seq 0 t0: ln 3 + ln 2; t1: other 1 action 1 → ln 4;
-    # t2: ln 3; seq 1 t0: ln 3; t1: other 1 action 0 → ln 2; t2 is padding (not counted).
-    # Sum 3 ln 3 + 4 ln 2 over all entries = 5 valid steps × 2 others = 10 (the 6 visible
-    # entries alone would give /6).
-    expected = (3 * math.log(3.0) + 4 * math.log(2.0)) / 10
-    assert_close(terms["moa_loss"], [expected])
-    assert_close(total, 0.5 * expected)
-
-
 # --- SI with a hand-built MOA (§9.4) ---------------------------------------------------------
 T, E, N = 8, 4, 2  # rollout steps (= max_steps: the last step ends the episodes), envs, agents
 # A Cleanup corridor whose spawn cells lie 4 to 20 columns apart: agents see each other (within
@@ -610,7 +576,7 @@ def test_influence_of_random_agents_is_of_the_reference_order(cleanup5):
     assert np.all((1e-5 < per_seed) & (per_seed < 1e-3)), per_seed
     # The old head (normalised columns of norm 0.01) on the same rollout and MOA:
     keys = jax.random.split(jax.random.PRNGKey(5), S5 * N5)
-    old_head = jax.vmap(lambda k: nets._dense(k, 128, 4 * NUM_ACTIONS, 0.01))(keys)
+    old_head = jax.vmap(lambda k: nets.dense_params(k, 128, 4 * NUM_ACTIONS, 0.01))(keys)
     old = cleanup5.influence_rewards({**params, "out": old_head})
     assert float(old.mean()) < 1e-6 < 1e-2 * mean, (float(old.mean()), mean)
 

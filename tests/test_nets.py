@@ -122,3 +122,40 @@ def test_direct_conv_gradient_matches_autodiff_of_lax_conv(dtype):
         np.testing.assert_allclose(g, wnt, rtol=1e-5, atol=1e-5 * float(jnp.abs(wnt).max()))
     assert np.all(np.asarray(got[0])[..., 0] == 0.0) and np.all(np.asarray(got[1])[:, 0] == 0.0)
     assert float(jnp.abs(got[0][..., 1]).max()) > 0.0
+
+
+# --- layer initialisers shared with the motives' models --------------------------------------
+
+
+def test_layer_initialisers():
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
+    lstm = nets.lstm_params(k1, k2, 100, 64)
+    assert lstm["input_kernel"].shape == (100, 256) and lstm["recurrent_kernel"].shape == (64, 256)
+    # Keras: forget-gate bias 1 (gate order i, f, g, o), else 0; orthogonal recurrent kernel
+    np.testing.assert_array_equal(lstm["bias"], np.repeat([0.0, 1.0, 0.0, 0.0], 64))
+    w = np.asarray(lstm["recurrent_kernel"])
+    np.testing.assert_allclose(w @ w.T, np.eye(64), atol=1e-5)
+    assert_glorot_uniform(lstm["input_kernel"], 100, 256)
+    mlp = nets.mlp_params([k1, k2], 10, (6, 4), 0.5, prefix="tower")
+    assert sorted(mlp) == ["tower_0", "tower_1"]
+    assert mlp["tower_1"]["kernel"].shape == (6, 4)
+    np.testing.assert_array_equal(mlp["tower_0"]["kernel"], nets.dense_params(k1, 10, 6, 0.5)[
+        "kernel"])
+    np.testing.assert_allclose(np.linalg.norm(mlp["tower_1"]["kernel"], axis=0), 0.5, rtol=1e-5)
+    with pytest.raises(ValueError, match="one key per layer"):
+        nets.mlp_params([k3], 10, (6, 4), 0.5)
+
+
+def test_init_params_builds_its_layers_with_the_shared_initialisers():
+    cfg = nets.NetConfig(conv_filters=2, hidden_sizes=(8, 4), lstm_size=8)
+    space = Dict({"obs": Box(-1.0, 1.0, (5,), "float32")})
+    params = nets.init_params(cfg, jax.random.PRNGKey(1), space, 3)
+    # 5 + 2 keys, used in order: (conv, only for images), mlp × 2, lstm × 2, policy, value
+    keys = jax.random.split(jax.random.PRNGKey(1), 5 + 2)
+    want = {**nets.mlp_params(keys[0:2], 5, (8, 4), cfg.hidden_init_scale),
+            "lstm": nets.lstm_params(keys[2], keys[3], 4, 8),
+            "policy": nets.glorot_dense(keys[4], 8, 3),
+            "value": nets.dense_params(keys[5], 8, 1, cfg.head_init_scale)}
+    assert jax.tree.structure(params) == jax.tree.structure(want)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(want), strict=True):
+        np.testing.assert_array_equal(a, b)

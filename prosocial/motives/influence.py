@@ -4,7 +4,9 @@ Each agent owns a MOA: a tower (Dense 32 tanh, Dense 32 tanh) on the policy's sh
 convolution features, an LSTM (128) whose input at step t is the tower output for o_t and
 the one-hot actions of all N agents at t (own first, then the others in increasing index),
 and a Dense head predicting the other agents' actions at t + 1 ((N − 1)·|A| logits;
-Glorot-uniform kernel, zero bias: the Keras default of the reference).
+Glorot-uniform kernel, zero bias: the Keras default of the reference). The model is
+:class:`prosocial.motives.moa.ModelOfOtherAgents` (shared with SCM and EMuReL); this module
+holds the influence reward built on it.
 
 Influence of agent k's action a_t (the value SSD computes at t + 1 and shifts back to t):
 
@@ -38,10 +40,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from prosocial import nets
 from prosocial.motives.base import Motive
+from prosocial.motives.moa import (
+    ModelOfOtherAgents,
+    next_action_targets,
+    own_first_order,
+    prediction_accuracy,
+)
 
 
 def influence_weight(knots, weight: float, env_steps) -> jax.Array:
@@ -131,8 +137,14 @@ class SocialInfluence(Motive):
             raise ValueError(f"motive 'si' needs observations {sorted(missing)}, which "
                              f"{env.env_id or type(env).__name__} does not give")
         self.num_agents, self.num_actions = env.num_agents, env.num_actions
-        n = env.num_agents
-        self.own_first = np.array([[i] + [j for j in range(n) if j != i] for i in range(n)])
+        self.own_first = own_first_order(env.num_agents)
+
+    @property
+    def moa(self) -> ModelOfOtherAgents:
+        """The model of other agents for the env's agents and actions (known after
+        :meth:`check`)."""
+        return ModelOfOtherAgents(self.cfg.moa_hidden_sizes, self.cfg.moa_lstm_size,
+                                  self.num_agents, self.num_actions)
 
     # --- model ---------------------------------------------------------------------------
 
@@ -141,70 +153,17 @@ class SocialInfluence(Motive):
         shape = env.observation_space.spaces["rgb"].shape
         k = net_cfg.conv_kernel
         width = (shape[0] - k + 1) * (shape[1] - k + 1) * net_cfg.conv_filters
-        n, a, h = self.num_agents, self.num_actions, self.cfg.moa_lstm_size
-
-        def one(key):
-            keys = iter(jax.random.split(key, len(self.cfg.moa_hidden_sizes) + 3))
-            params, d = {}, width
-            for i, size in enumerate(self.cfg.moa_hidden_sizes):
-                params[f"moa_{i}"] = nets._dense(next(keys), d, size, net_cfg.hidden_init_scale)
-                d = size
-            bias = jnp.zeros((4 * h,), jnp.float32).at[h:2 * h].set(1.0)
-            params["lstm"] = {
-                "input_kernel": jax.nn.initializers.glorot_uniform()(
-                    next(keys), (d + n * a, 4 * h), jnp.float32),
-                "recurrent_kernel": jax.nn.initializers.orthogonal()(
-                    next(keys), (h, 4 * h), jnp.float32),
-                "bias": bias}
-            # Keras default (Glorot uniform, zero bias) as the policy logits (specs.md §9.4).
-            params["out"] = nets.glorot_dense(next(keys), h, (n - 1) * a)
-            return params
-
-        return jax.vmap(one)(keys)
+        return self.moa.init(keys, width, net_cfg.hidden_init_scale)
 
     def init_carry(self, layout, num_envs):
-        h = self.cfg.moa_lstm_size
-        zeros = jnp.zeros((layout.num_params, layout.batch(num_envs), h), jnp.float32)
-        return (zeros, zeros)
-
-    def _gates_x(self, params, features, actions):
-        """Input gates of the MOA LSTM: features [P, M, D], own-first actions [P, M, N]."""
-        x = nets.mlp(params, features, prefix="moa")
-        onehot = jax.nn.one_hot(actions, self.num_actions).reshape(actions.shape[:-1] + (-1,))
-        x = jnp.concatenate([x, onehot], axis=-1)
-        kernel = params["lstm"]["input_kernel"]
-        return jnp.einsum("pmi,pig->pmg", x, kernel) + params["lstm"]["bias"][:, None]
-
-    def _own_action_rows(self, params):
-        """[P, A, 4H]: the input-kernel rows of the own-action one-hot slot."""
-        d = params["lstm"]["input_kernel"].shape[1] - self.num_agents * self.num_actions
-        return params["lstm"]["input_kernel"][:, d:d + self.num_actions]
-
-    def _predict(self, params, h):
-        """Logits of the others' next actions: h [P, ..., H] → [P, ..., N−1, A]."""
-        out = jnp.einsum("p...h,pho->p...o", h, params["out"]["kernel"])
-        out = out + params["out"]["bias"].reshape((out.shape[0],) + (1,) * (out.ndim - 2)
-                                                  + (-1,))
-        return out.reshape(out.shape[:-1] + (self.num_agents - 1, self.num_actions))
-
-    def _unroll(self, params, gates_x, carry, starts):
-        """MOA LSTM over time: gates_x [T, P, E, 4H], starts [T, P, E] → the states before
-        each step (after the episode-start reset) and the outputs."""
-
-        def body(c, x):
-            gx, st = x
-            c = nets.reset_carry(c, st)
-            new, h = nets.lstm_cell(params, c, gx)
-            return new, (c, h)
-
-        return jax.lax.scan(body, carry, (gates_x, starts))
+        return self.moa.initial_carry(layout.num_params, layout.batch(num_envs))
 
     # --- rewards -------------------------------------------------------------------------------
 
     def intrinsic(self, params, carry, rollout, view):
-        cfg = self.cfg
+        cfg, moa = self.cfg, self.moa
         lay = view.layout
-        t, s = rollout.action.shape[:2]
+        s = rollout.action.shape[1]
         to_params, to_envs = lay.time_to_params, lay.time_to_envs
         # [T, S, E, N, N] (row i: agent i's own-first order of the actions) → [T, P, B, N]
         own_first = to_params(rollout.action[..., self.own_first])
@@ -212,27 +171,17 @@ class SocialInfluence(Motive):
         visible = to_params(rollout.obs["visible"])
         if not cfg.influence_only_when_visible:
             visible = jnp.ones_like(visible)
-        rows = self._own_action_rows(params)  # [P, A, 4H]
-        num_a = self.num_actions
 
         def body(c, x):
             # Features are computed step by step: a whole rollout's would not fit in memory.
             rgb, acts, st, logits, vis = x
-            features = view.features({"rgb": rgb})
-            gx = self._gates_x(params, features, acts)  # [P, E, 4H]
-            c = nets.reset_carry(c, st)
-            new, h = nets.lstm_cell(params, c, gx)
-            # Counterfactual own actions a': swap the own-action rows of the input projection.
+            gx = moa.gates(params, view.features({"rgb": rgb}), acts)  # [P, E, 4H]
             own = acts[..., 0]
-            base = gx - jnp.einsum("pea,pag->peg", jax.nn.one_hot(own, num_a), rows)
-            cf = base[:, :, None] + rows[:, None]  # [P, E, A, 4H]
-            c_cf = jax.tree.map(lambda v: jnp.repeat(v[:, :, None], num_a, axis=2), c)
-            p, e = gx.shape[:2]
-            flat = lambda v: v.reshape(p, -1, v.shape[-1])  # noqa: E731
-            _, h_cf = nets.lstm_cell(params, jax.tree.map(flat, c_cf), flat(cf))
-            cond = self._predict(params, h_cf.reshape(p, e, num_a, -1))  # [P, E, A, N-1, A]
+            h_cf = moa.counterfactual_step(params, c, gx, own, st)  # [P, E, A, H]
+            new, h = moa.step(params, c, gx, st)
+            cond = moa.predict(params, h_cf)  # [P, E, A, N-1, A]
             infl = influence(cond, logits, own, vis, cfg.influence_divergence)
-            guess = jnp.argmax(self._predict(params, h), axis=-1)  # [P, E, N-1]
+            guess = jnp.argmax(moa.predict(params, h), axis=-1)  # [P, E, N-1]
             return new, (infl, guess)
 
         rgb = to_params(rollout.obs["rgb"])
@@ -244,22 +193,15 @@ class SocialInfluence(Motive):
                                   rollout.env_steps)
         reward = to_envs(weight * c)
 
-        # Training targets: the others' actions and visibility at t + 1.
-        others = own_first[..., 1:]  # [T, P, B, N-1]
-        vis = to_params(rollout.obs["visible"])  # the training mask ignores the flag
-        next_others = jnp.concatenate([others[1:], jnp.zeros_like(others[:1])])
-        next_visible = jnp.concatenate([vis[1:], jnp.zeros_like(vis[:1])])
-        if not cfg.train_moa_only_when_visible:
-            next_visible = jnp.where(jnp.arange(t)[:, None, None, None] < t - 1, 1, 0) \
-                * jnp.ones_like(next_visible)
-        next_visible = next_visible * valid[..., None]
-        hits = (guess == next_others).astype(jnp.float32)
-        w = next_visible.astype(jnp.float32)
-        per_agent = (hits * w).sum(axis=(0, 2, 3)) / jnp.maximum(w.sum(axis=(0, 2, 3)), 1.0)
+        # Training targets: the others' actions and visibility at t + 1 (the training mask
+        # ignores ``influence_only_when_visible``).
+        next_others, next_visible = next_action_targets(
+            own_first, to_params(rollout.obs["visible"]), valid, cfg.train_moa_only_when_visible)
         diagnostics = {
             "influence_reward": lay.scatter(to_envs(c).mean(axis=(0, 2))) * weight,
             "influence_weight": jnp.full((s,), weight),
-            "moa_accuracy": lay.seed_mean(per_agent),
+            "moa_accuracy": lay.seed_mean(prediction_accuracy(guess, next_others,
+                                                              next_visible)),
         }
         extras = {"initial_carry": chunk_carries, "own_first_actions": own_first,
                   "next_others": next_others, "next_visible": next_visible}
@@ -268,7 +210,8 @@ class SocialInfluence(Motive):
     # --- loss --------------------------------------------------------------------------------
 
     def loss(self, params, mb, view):
-        """MOA cross-entropy per agent k (``moa_loss`` [P]) and its weighted sum over agents:
+        """MOA cross-entropy per agent k (``moa_loss`` [P]; :func:`prosocial.motives.moa.
+        cross_entropy_loss`) and its weighted sum over agents:
 
             moa_loss_k = Σ_{b,t} mask(b, t)·Σ_j v_j(b, t)·CE_j(b, t)
                          / ((N − 1)·Σ_{b,t} mask(b, t))
@@ -276,25 +219,9 @@ class SocialInfluence(Motive):
         with ``mask`` the minibatch's valid (unpadded) steps and v = ``next_visible``: the
         mean over all (other, valid step) entries, masked entries counting as 0.
         """
-        features, starts = view.features, view.starts
-        p, b, length = starts.shape
-        gates = self._gates_x(params, features, mb["own_first_actions"].reshape(p, b * length,
-                                                                               -1))
-        gates = jnp.moveaxis(gates.reshape(p, b, length, -1), 2, 0)  # [L, P, B, 4H]
-        _, (_, outputs) = self._unroll(params, gates, mb["initial_carry"],
-                                       jnp.moveaxis(starts, 2, 0))
-        logits = self._predict(params, jnp.moveaxis(outputs, 1, 0))  # [P, L, B, N-1, A]
-        logits = jnp.swapaxes(logits, 1, 2)  # [P, B, L, N-1, A]
-        targets = mb["next_others"]
-        mask = view.mask.astype(jnp.float32)  # [P, B, L], 0 on padding
-        w = mb["next_visible"].astype(jnp.float32) * mask[..., None]
-        ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None],
-                                  axis=-1)[..., 0]
-        # Mean over every (other, step) entry of the valid steps, the masked ones counting
-        # as 0 (specs.md §9.4): dividing by the visible entries only would scale the loss by
-        # 1 / (visible fraction).
-        entries = mask.sum(axis=(1, 2)) * (self.num_agents - 1)
-        moa_loss = (ce * w).sum(axis=(1, 2, 3)) / jnp.maximum(entries, 1.0)
+        moa_loss = self.moa.loss(params, view.features, mb["own_first_actions"],
+                                 mb["initial_carry"], view.starts, mb["next_others"],
+                                 mb["next_visible"], view.mask)
         total = self.cfg.moa_loss_weight * moa_loss.sum()
         if self.cfg.ref_aux_losses_detached:
             total = jax.lax.stop_gradient(total)
