@@ -9,6 +9,7 @@ a config, so a paper's setting is written once, next to its source in specs.md.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -195,7 +196,8 @@ def parse_env_options(env_id: str, options) -> dict[str, Any]:
     the type of its parameter (bool: true/false/1/0; int; float; str)."""
     from prosocial.envs.registry import env_parameters
 
-    params = env_parameters(env_id)
+    params = {k: v for k, v in env_parameters(env_id).items()
+              if v is not inspect.Parameter.empty}  # not *args
     out: dict[str, Any] = {}
     for text in options:
         name, sep, value = str(text).partition("=")
@@ -207,11 +209,12 @@ def parse_env_options(env_id: str, options) -> dict[str, Any]:
             raise ValueError(f"env_options: {env_id} has no option {name!r} (options: "
                              f"{', '.join(allowed)}; num_agents, max_steps and reference "
                              f"are flags of their own)")
-        out[name] = _convert(name, value.strip(), params[name])
+        out[name] = convert_env_value(name, value.strip(), params[name])
     return out
 
 
-def _convert(name: str, value: str, default):
+def convert_env_value(name: str, value: str, default):
+    """``value`` (text) as the type of the parameter's ``default``."""
     if isinstance(default, bool):
         if value.lower() in ("true", "1", "yes", ""):
             return True
