@@ -65,8 +65,8 @@ run options:
                   (default: runs/<preset>-<YYYYmmdd-HHMMSS>)
   --resume DIR    continue the run in DIR from its last checkpoint with its stored config
                   (default: none, start a new run); takes no --preset or --out; only
-                  --total-steps, --checkpoint-every, --keep-checkpoints and --gif-steps
-                  may change
+                  --total-steps, --checkpoint-every, --keep-checkpoints, --gif-steps and
+                  --compile-cache may change
   --no-progress   no progress bar (default: a bar when the output is a terminal)
   --motive NAME   short for --motive.name
   --env.NAME [VALUE]
@@ -268,11 +268,19 @@ def load_run_dir_config(run_dir: Path) -> TrainConfig:
     return config_from_json(load_run_config(run_dir), run_dir / "config.json")
 
 
+# Top-level config keys newer than the first run directories: a config.json without them
+# is read with their defaults (none of them changes what a run computes).
+ADDED_KEYS = ("compile_cache",)
+
+
 def config_from_json(data, source) -> TrainConfig:
     """A :class:`TrainConfig` from its JSON form; unknown or missing keys (a file from
     another version of prosocial, or edited by hand) are errors naming ``source``."""
     if not isinstance(data, dict):
         raise ValueError(f"{source}: the config is not a JSON object")
+    # Keys added since a config.json may have been written, read as their defaults.
+    defaults = to_dict(TrainConfig())
+    data = {**{k: defaults[k] for k in ADDED_KEYS}, **data}
     unknown, missing = [], []
     _diff_keys(to_dict(TrainConfig()), data, "", unknown, missing)
     if unknown or missing:

@@ -115,6 +115,11 @@ class TrainConfig:
     """A2C's settings (populations learning with a2c: ``--a2c.lr``, …)."""
     motive: MotiveConfig = field(default_factory=MotiveConfig)
     """The social motive (``--motive ia --motive.beta 0.05``)."""
+    compile_cache: str = "~/.cache/prosocial/jax"
+    """Directory of JAX's persistent compilation cache, so that a run of a program compiled
+    before (same config shapes, same machine and versions) skips most of its compile time;
+    empty: no cache. A cache the process already uses (``JAX_COMPILATION_CACHE_DIR``) is
+    kept. May change on ``--resume``."""
 
     def __post_init__(self):
         if self.env not in list_envs():
@@ -133,6 +138,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.compile_cache, str):
+            raise ValueError(f"compile_cache must be a directory or empty, got "
+                             f"{self.compile_cache!r}")
         if self.learner not in LEARNERS:
             raise ValueError(f"unknown learner {self.learner!r}; learners: "
                              f"{', '.join(LEARNERS)}")
