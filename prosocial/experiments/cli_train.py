@@ -182,8 +182,8 @@ def split_env_flags(argv: list[str]) -> tuple[list[str], list[tuple[str, str | N
 def merge_env_flags(env_id: str, options: tuple[str, ...],
                     flags: list[tuple[str, str | None, str]]) -> tuple[str, ...]:
     """``options`` (``NAME=VALUE``) with the ``--env.NAME`` settings of
-    :func:`split_env_flags` after them, one entry per name (the last setting wins), each value
-    checked against the environment's parameter."""
+    :func:`split_env_flags` applied in order: one entry per name, where it first appeared,
+    holding its last setting; each value checked against the environment's parameter."""
     from prosocial.envs.registry import env_parameters
 
     params = env_parameters(env_id)
@@ -205,7 +205,6 @@ def merge_env_flags(env_id: str, options: tuple[str, ...],
             converted = convert_env_value(name, "" if value is None else value, default)
         except ValueError as e:
             raise ValueError(f"{flag}: {e}") from None
-        merged.pop(name, None)  # re-inserted last: the order says which setting came last
         merged[name] = (str(converted).lower() if isinstance(converted, bool)
                         else str(value).strip())
     return tuple(f"{name}={value}" for name, value in merged.items())
