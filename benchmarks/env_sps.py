@@ -3,144 +3,28 @@
     python benchmarks/env_sps.py --env harvest --num-agents 5 --num-envs 512
     python benchmarks/env_sps.py --env all            # the table for 1, 64, 512, 2048 envs
 
-Two throughputs per configuration, each the median of ``--repeats`` timed calls of one
-jitted ``lax.scan`` of ``--num-steps`` steps:
+The same measurement and table as ``prosocial bench envs`` (``prosocial.bench``): two
+throughputs per configuration, each the median of ``--repeats`` timed calls of one jitted
+``lax.scan`` of ``--num-steps`` steps:
 
-- ``full``: the rollout returns a checksum of *every* element of every observation leaf
-  (integer leaves summed as int32, float leaves as float32, accumulated through the scan),
+- ``full``: the rollout returns a checksum of *every* element of every observation leaf,
   so XLA must build each agent's whole view on every step. This is the honest number for
   a learner, which reads every observation.
-- ``pixel``: the older variant (``prosocial bench envs``), whose checksum reads one pixel
-  row of the RGB view (or one element of each leaf); XLA may then skip most of the view
-  gathering, so it measures the dynamics more than the observations.
+- ``pixel``: the older variant, whose checksum reads one pixel of the RGB view (or one
+  element of each leaf); XLA may then skip most of the view gathering, so it measures the
+  dynamics more than the observations.
 
 The last line of the output is ``env_steps_per_s=<number>``: the ``full`` throughput of
-the last configuration measured.
+the last configuration measured (``--mode pixel``: the pixel one).
 """
 
 from __future__ import annotations
 
-import argparse
-import resource
-import statistics
-import time
-
-import jax
-import jax.numpy as jnp
-
-from prosocial.envs.core import AutoReset, num_actions_per_agent
-from prosocial.envs.registry import list_envs, make
-
-MODES = ("full", "pixel")
-
-
-def observation_checksum(obs, mode: str) -> tuple[jax.Array, jax.Array]:
-    """(int32, float32) sums of the observation: every element (``full``) or one element
-    per agent of each leaf: at most its first three, the RGB view's top-left pixel (``pixel``)."""
-    total_int, total_float = jnp.int32(0), jnp.float32(0)
-    for leaf in jax.tree.leaves(obs):
-        if mode == "pixel":
-            leaf = leaf.reshape(leaf.shape[:2] + (-1,))[..., :3] if leaf.ndim > 2 else leaf
-        if jnp.issubdtype(leaf.dtype, jnp.floating):
-            total_float = total_float + jnp.sum(leaf, dtype=jnp.float32)
-        else:
-            total_int = total_int + jnp.sum(leaf.astype(jnp.int32))
-    return total_int, total_float
-
-
-def make_rollout(env, num_envs: int, num_steps: int, mode: str = "full"):
-    """Jitted ``init(key) -> states`` and ``rollout(key, states) -> (states, checksums)``."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    limits = jnp.asarray(num_actions_per_agent(env))
-    env = AutoReset(env)
-
-    def one_step(carry, _):
-        key, state, sum_int, sum_float = carry
-        key, key_act, key_step = jax.random.split(key, 3)
-        actions = jax.random.randint(key_act, (num_envs, env.num_agents), 0, limits)
-        obs, state, reward, *_ = jax.vmap(env.step)(
-            jax.random.split(key_step, num_envs), state, actions)
-        obs_int, obs_float = observation_checksum(obs, mode)
-        return (key, state, sum_int + obs_int,
-                sum_float + obs_float + jnp.sum(reward, dtype=jnp.float32)), None
-
-    @jax.jit
-    def rollout(key, state):
-        (_, state, sum_int, sum_float), _ = jax.lax.scan(
-            one_step, (key, state, jnp.int32(0), jnp.float32(0)), None, length=num_steps)
-        return state, (sum_int, sum_float)
-
-    @jax.jit
-    def init(key):
-        return jax.vmap(env.reset_state)(jax.random.split(key, num_envs))
-
-    return init, rollout
-
-
-def time_rollout(env, num_envs: int, num_steps: int, repeats: int, seed: int, mode: str):
-    """(compile seconds, [steps/s of each timed call], final states)."""
-    init, rollout = make_rollout(env, num_envs, num_steps, mode)
-    key = jax.random.PRNGKey(seed)
-    state = init(key)
-    start = time.perf_counter()
-    state, checksum = rollout(key, state)
-    jax.block_until_ready(checksum)
-    compile_s = time.perf_counter() - start
-    rates = []
-    for r in range(repeats):
-        start = time.perf_counter()
-        state, checksum = rollout(jax.random.PRNGKey(seed + r + 1), state)
-        jax.block_until_ready(checksum)
-        rates.append(num_envs * num_steps / (time.perf_counter() - start))
-    return compile_s, rates, state
-
-
-def measure(env_id: str, num_agents: int, num_envs: int, num_steps: int = 100,
-            repeats: int = 3, seed: int = 0, modes=MODES) -> dict:
-    """Median steps/s and compile seconds per checksum mode, state size and peak memory."""
-    env = make(env_id, num_agents=num_agents)
-    result = {"env": env_id, "num_agents": num_agents, "num_envs": num_envs}
-    for mode in modes:
-        compile_s, rates, state = time_rollout(env, num_envs, num_steps, repeats, seed, mode)
-        result[f"{mode}_compile_s"] = compile_s
-        result[f"{mode}_steps_per_s"] = statistics.median(rates)
-        result[f"{mode}_runs"] = rates
-    state_bytes = sum(x.nbytes for x in jax.tree.leaves(state))
-    obs_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(
-        jax.eval_shape(jax.vmap(env.observe), state)))
-    result["state_plus_obs_mib"] = (state_bytes + obs_bytes) / 2**20
-    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return result
+from prosocial.bench import envs_main
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Environment steps per second (jit + vmap + scan, random actions), "
-                    "with a checksum of every observation element (full) and of one "
-                    "pixel (pixel).")
-    parser.add_argument("--env", default="all", help=f"one of {list_envs()} or 'all'")
-    parser.add_argument("--num-agents", type=int, default=5)
-    parser.add_argument("--num-envs", type=int, nargs="*", default=None,
-                        help="parallel environments (default: 1 64 512 2048)")
-    parser.add_argument("--num-steps", type=int, default=100, help="steps per timed call")
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls (median)")
-    parser.add_argument("--mode", choices=("both",) + MODES, default="both",
-                        help="which checksum variants to time")
-    args = parser.parse_args(argv)
-    envs = list_envs() if args.env == "all" else [args.env]
-    sizes = args.num_envs or [1, 64, 512, 2048]
-    modes = MODES if args.mode == "both" else (args.mode,)
-    head = "".join(f" {m + ' steps/s':>16} {m + ' compile s':>15}" for m in modes)
-    print(f"{'env':<8} {'envs':>5}{head} {'state+obs MiB':>14} {'peak RSS MiB':>13}")
-    for env_id in envs:
-        for n in sizes:
-            r = measure(env_id, args.num_agents, n, args.num_steps, args.repeats, modes=modes)
-            cols = "".join(f" {r[f'{m}_steps_per_s']:>16,.0f} {r[f'{m}_compile_s']:>15.2f}"
-                           for m in modes)
-            print(f"{env_id:<8} {n:>5}{cols} {r['state_plus_obs_mib']:>14.1f} "
-                  f"{r['peak_rss_mib']:>13.0f}", flush=True)
-    print(f"env_steps_per_s={r[f'{modes[0]}_steps_per_s']:.0f}")
+    envs_main(argv, prog="benchmarks/env_sps.py")
 
 
 if __name__ == "__main__":

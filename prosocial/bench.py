@@ -1,9 +1,21 @@
 """Environment throughput: env steps per second for batches of parallel environments.
 
-One timed call runs ``num_steps`` steps of ``num_envs`` environments with random actions,
-as one jitted ``lax.scan`` over a ``vmap``-ed step that generates every observation (so the
-observations cannot be optimised away, their checksum is part of the output). Compile time
-is measured separately, throughput is the median of ``repeats`` timed calls.
+One timed call runs ``num_steps`` steps of ``num_envs`` environments (wrapped in
+``AutoReset``) with random actions, as one jitted ``lax.scan`` over a ``vmap``-ed step.
+Throughput is the median of ``repeats`` timed calls, compile time is measured separately.
+Two variants of what the rollout returns, so that XLA cannot drop work it does not need:
+
+- ``full``: a checksum of *every* element of every observation leaf (integer leaves summed
+  as int32, float leaves as float32, accumulated through the scan), so each agent's whole
+  view is built on every step: the honest number for a learner, which reads every
+  observation.
+- ``pixel``: the older variant, a checksum of at most three elements per agent of each
+  leaf (the RGB view's top-left pixel); XLA may then skip most of the view gathering, so it
+  measures the dynamics more than the observations.
+
+``prosocial bench envs`` and ``benchmarks/env_sps.py`` both print the table of
+:func:`envs_main`; its last line is ``env_steps_per_s=<number>``, the first variant's
+throughput of the last configuration measured.
 """
 
 from __future__ import annotations
@@ -17,40 +29,60 @@ import time
 import jax
 import jax.numpy as jnp
 
-from prosocial.envs.core import AutoReset
+from prosocial.envs.core import AutoReset, num_actions_per_agent
 from prosocial.envs.registry import list_envs, make
 
+MODES = ("full", "pixel")
 
-def make_rollout(env, num_envs: int, num_steps: int):
+
+def observation_checksum(obs, mode: str) -> tuple[jax.Array, jax.Array]:
+    """(int32, float32) sums of a batch of observations (leaves ``[E, N, ...]``): every
+    element (``full``) or at most the first three elements per agent of each leaf
+    (``pixel``)."""
+    total_int, total_float = jnp.int32(0), jnp.float32(0)
+    for leaf in jax.tree.leaves(obs):
+        if mode == "pixel" and leaf.ndim > 2:
+            leaf = leaf.reshape(leaf.shape[:2] + (-1,))[..., :3]
+        if jnp.issubdtype(leaf.dtype, jnp.floating):
+            total_float = total_float + jnp.sum(leaf, dtype=jnp.float32)
+        else:
+            total_int = total_int + jnp.sum(leaf.astype(jnp.int32))
+    return total_int, total_float
+
+
+def make_rollout(env, num_envs: int, num_steps: int, mode: str = "full"):
+    """Jitted ``init(key) -> states`` and ``rollout(key, states) -> (states, checksums)``."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    limits = jnp.asarray(num_actions_per_agent(env))
     env = AutoReset(env)
 
     def one_step(carry, _):
-        key, state, checksum = carry
+        key, state, sum_int, sum_float = carry
         key, key_act, key_step = jax.random.split(key, 3)
-        actions = jax.random.randint(key_act, (num_envs, env.num_agents), 0, env.num_actions)
+        actions = jax.random.randint(key_act, (num_envs, env.num_agents), 0, limits)
         obs, state, reward, *_ = jax.vmap(env.step)(
             jax.random.split(key_step, num_envs), state, actions)
-        checksum = checksum + jnp.sum(obs["rgb"][..., 0, 0, :].astype(jnp.int32)) + jnp.sum(
-            reward).astype(jnp.int32)
-        return (key, state, checksum), None
+        obs_int, obs_float = observation_checksum(obs, mode)
+        return (key, state, sum_int + obs_int,
+                sum_float + obs_float + jnp.sum(reward, dtype=jnp.float32)), None
 
     @jax.jit
     def rollout(key, state):
-        (key, state, checksum), _ = jax.lax.scan(
-            one_step, (key, state, jnp.int32(0)), None, length=num_steps)
-        return state, checksum
+        (_, state, sum_int, sum_float), _ = jax.lax.scan(
+            one_step, (key, state, jnp.int32(0), jnp.float32(0)), None, length=num_steps)
+        return state, (sum_int, sum_float)
 
+    @jax.jit
     def init(key):
         return jax.vmap(env.reset_state)(jax.random.split(key, num_envs))
 
-    return jax.jit(init), rollout
+    return init, rollout
 
 
-def measure(env_id: str, num_agents: int, num_envs: int, num_steps: int = 100,
-            repeats: int = 3, seed: int = 0) -> dict:
-    """Time ``repeats`` rollouts; returns compile seconds, median steps/s and peak memory."""
-    env = make(env_id, num_agents=num_agents)
-    init, rollout = make_rollout(env, num_envs, num_steps)
+def time_rollout(env, num_envs: int, num_steps: int, repeats: int, seed: int, mode: str):
+    """(compile seconds, [steps/s of each timed call], final states)."""
+    init, rollout = make_rollout(env, num_envs, num_steps, mode)
     key = jax.random.PRNGKey(seed)
     state = init(key)
     start = time.perf_counter()
@@ -63,55 +95,75 @@ def measure(env_id: str, num_agents: int, num_envs: int, num_steps: int = 100,
         state, checksum = rollout(jax.random.PRNGKey(seed + r + 1), state)
         jax.block_until_ready(checksum)
         rates.append(num_envs * num_steps / (time.perf_counter() - start))
+    return compile_s, rates, state
+
+
+def measure(env_id: str, num_agents: int, num_envs: int, num_steps: int = 100,
+            repeats: int = 3, seed: int = 0, modes=MODES) -> dict:
+    """Per checksum mode ``{mode}_steps_per_s`` (median), ``{mode}_compile_s`` and
+    ``{mode}_runs``; ``env_steps_per_s`` and ``compile_s`` of the first mode; the size of
+    the states and observations and the peak memory of the process."""
+    env = make(env_id, num_agents=num_agents)
+    result = {"env": env_id, "num_agents": num_agents, "num_envs": num_envs}
+    for mode in modes:
+        compile_s, rates, state = time_rollout(env, num_envs, num_steps, repeats, seed, mode)
+        result[f"{mode}_compile_s"] = compile_s
+        result[f"{mode}_steps_per_s"] = statistics.median(rates)
+        result[f"{mode}_runs"] = rates
+    result["env_steps_per_s"] = result[f"{modes[0]}_steps_per_s"]
+    result["compile_s"] = result[f"{modes[0]}_compile_s"]
     state_bytes = sum(x.nbytes for x in jax.tree.leaves(state))
-    obs_bytes = num_envs * num_agents * sum(
-        int(jnp.prod(jnp.array(s.shape or (1,)))) * jnp.dtype(s.dtype).itemsize
-        for s in env.observation_space.spaces.values())
-    return {
-        "env": env_id, "num_agents": num_agents, "num_envs": num_envs,
-        "compile_s": compile_s + 0.0, "env_steps_per_s": statistics.median(rates),
-        "runs": rates, "state_plus_obs_mib": (state_bytes + obs_bytes) / 2**20,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+    obs_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(
+        jax.eval_shape(jax.vmap(env.observe), state)))
+    result["state_plus_obs_mib"] = (state_bytes + obs_bytes) / 2**20
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
 
 
-def _fail(message: str) -> None:
-    print(f"prosocial bench envs: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def envs_main(argv=None) -> None:
+def envs_main(argv=None, prog: str = "prosocial bench envs") -> None:
+    """The throughput table for the ``argv`` options (``--help``)."""
     parser = argparse.ArgumentParser(
-        prog="prosocial bench envs",
+        prog=prog,
         description="Environment steps per second (jit + vmap + scan, random actions, "
-                    "full observations generated every step).")
+                    "AutoReset), with a checksum of every observation element (full) and "
+                    "of one pixel (pixel).")
     parser.add_argument("--env", default="all", help=f"one of {list_envs()} or 'all'")
     parser.add_argument("--num-agents", type=int, default=5)
     parser.add_argument("--num-envs", type=int, nargs="*", default=None,
                         help="parallel environments (default: 1 64 512 2048)")
     parser.add_argument("--num-steps", type=int, default=100, help="steps per timed call")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls (median)")
+    parser.add_argument("--mode", choices=("both",) + MODES, default="both",
+                        help="which checksum variants to time (default: both)")
     args = parser.parse_args(argv)
+
+    def fail(message: str) -> None:
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
     if args.env != "all" and args.env not in list_envs():
-        _fail(f"--env {args.env!r} is not an environment; choose one of "
-                     f"{', '.join(list_envs())} or 'all'")
+        fail(f"--env {args.env!r} is not an environment; choose one of "
+             f"{', '.join(list_envs())} or 'all'")
     for flag, values in (("--num-agents", [args.num_agents]), ("--num-envs", args.num_envs or []),
                          ("--num-steps", [args.num_steps]), ("--repeats", [args.repeats])):
         bad = [v for v in values if v < 1]
         if bad:
-            _fail(f"{flag} must be a positive integer, got {bad[0]}")
+            fail(f"{flag} must be a positive integer, got {bad[0]}")
     envs = list_envs() if args.env == "all" else [args.env]
     for env_id in envs:
         try:
             make(env_id, num_agents=args.num_agents)
         except ValueError as e:
-            _fail(f"--num-agents {args.num_agents}: {e}")
+            fail(f"--num-agents {args.num_agents}: {e}")
     sizes = args.num_envs or [1, 64, 512, 2048]
-    print(f"{'env':<8} {'N':>5} {'compile s':>10} {'steps/s (median)':>17} "
-          f"{'state+obs MiB':>14} {'peak RSS MiB':>13}")
+    modes = MODES if args.mode == "both" else (args.mode,)
+    head = "".join(f" {m + ' steps/s':>16} {m + ' compile s':>15}" for m in modes)
+    print(f"{'env':<8} {'envs':>5}{head} {'state+obs MiB':>14} {'peak RSS MiB':>13}")
     for env_id in envs:
         for n in sizes:
-            r = measure(env_id, args.num_agents, n, args.num_steps, args.repeats)
-            print(f"{env_id:<8} {n:>5} {r['compile_s']:>10.2f} {r['env_steps_per_s']:>17,.0f} "
-                  f"{r['state_plus_obs_mib']:>14.1f} {r['peak_rss_mib']:>13.0f}", flush=True)
+            r = measure(env_id, args.num_agents, n, args.num_steps, args.repeats, modes=modes)
+            cols = "".join(f" {r[f'{m}_steps_per_s']:>16,.0f} {r[f'{m}_compile_s']:>15.2f}"
+                           for m in modes)
+            print(f"{env_id:<8} {n:>5}{cols} {r['state_plus_obs_mib']:>14.1f} "
+                  f"{r['peak_rss_mib']:>13.0f}", flush=True)
     print(f"env_steps_per_s={r['env_steps_per_s']:.0f}")

@@ -5,7 +5,8 @@ usage: prosocial COMMAND [options]      (prosocial COMMAND --help for all its op
   prosocial train [--preset NAME] [--out DIR] [config flags]
         train a new run; --preset default: quick; --out default:
         runs/<preset>-<YYYYmmdd-HHMMSS>; config flags such as --env, --num-agents,
-        --total-steps, --num-envs, --lr override the preset
+        --total-steps, --num-envs, --lr override the preset; --env.NAME VALUE sets any
+        keyword of the environment (e.g. --env.ref-beam-order-by-id)
   prosocial train --resume DIR [--total-steps N]
         continue the run in DIR from its last checkpoint (default: none, start a new run)
   prosocial eval DIR|FILE.safetensors [--episodes K] [--checkpoint N]

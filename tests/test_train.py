@@ -463,6 +463,7 @@ def test_help_lists_run_options_with_defaults(capsys):
             assert flag in text
         assert "default: quick" in text and "runs/<preset>-<YYYYmmdd-HHMMSS>" in text
         assert "§" not in text and "specs" not in text
+    assert "--env.NAME [VALUE]" in train_help and "ref-beam-order-by-id" in train_help
     assert "--total-steps" in train_help and "(default: 200000)" in train_help
     assert "default: none, start a new run" in train_help
 
@@ -479,3 +480,97 @@ def test_eval_and_export_leave_a_training_runs_files_alone(full_run, tmp_path, c
     main(["export", str(run), "--out", str(tmp_path / "p.safetensors")])
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
     assert (partial / "being-written").read_text() == "x"
+
+
+# --- --env.NAME flags and the compilation cache ---------------------------------------------
+
+
+def test_env_flags_resolve_on_top_of_a_preset():
+    from prosocial.experiments.cli_train import parse_train_args
+
+    base = preset("emurel/cleanup/baseline")
+    assert base.env_options == ("ref_beam_order_by_id=true",)
+    cfg, *_ = parse_train_args([
+        "--preset", "emurel/cleanup/baseline", "--env.ref-view-rotation", "false",
+        "--env.waste_spawn_prob", "0.25", "--env.ref-beams-invisible",
+        "--env.ref-beam-order-by-id=false", "--env.ref-view-rotation", "--env.max-steps", "77",
+        "--env.num-agents", "3", "--env.reference", "false"])
+    # one entry per name where it first appeared (the preset's first) with its last
+    # setting: ref_view_rotation's bare flag (true) wins over its earlier false
+    assert cfg.env_options == ("ref_beam_order_by_id=false", "ref_view_rotation=true",
+                               "waste_spawn_prob=0.25", "ref_beams_invisible=true")
+    assert (cfg.num_agents, cfg.max_steps, cfg.reference) == (3, 77, False)
+    kwargs = cfg.env_kwargs()
+    assert kwargs["waste_spawn_prob"] == 0.25 and kwargs["ref_view_rotation"] is True
+    assert kwargs["ref_beam_order_by_id"] is False and kwargs["ref_beams_invisible"] is True
+    assert dataclasses.replace(cfg, env_options=base.env_options, num_agents=5,
+                               max_steps=1000, reference=True) == base
+    # no --env.* flags: the preset's options untouched
+    assert parse_train_args(["--preset", "emurel/cleanup/baseline"])[0] == base
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--env", "cleanup", "--env.nope", "3"],
+     "--env.nope: cleanup has no option 'nope'; its options: map, ref-view-rotation,"),
+    (["--env", "cleanup", "--env.args", "3"], "cleanup has no option 'args'"),
+    (["--env", "harvest", "--env.waste-spawn-prob", "0.3"], "harvest has no option"),
+    (["--env", "cleanup", "--env.waste-spawn-prob"], "--env.waste-spawn-prob needs a value"),
+    (["--env", "cleanup", "--env.ref-view-rotation", "maybe"], "must be true or false"),
+    (["--env", "cleanup", "--env.depletion-threshold", "lots"], "must be a number"),
+    (["--env.max-steps"], "--env.max-steps needs a value (it is the flag --max-steps)"),
+])
+def test_bad_env_flags_are_one_line_errors(tmp_path, capsys, args, message):
+    code, err = _fail_args(capsys, ["train", *args, "--out", str(tmp_path / "r")])
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.fixture
+def no_process_cache():
+    """This process without the test suite's compilation cache (restored afterwards)."""
+    from jax.experimental.compilation_cache import compilation_cache
+
+    before = jax.config.jax_compilation_cache_dir
+    min_time = jax.config.jax_persistent_cache_min_compile_time_secs
+    jax.config.update("jax_compilation_cache_dir", None)
+    compilation_cache.reset_cache()
+    yield
+    jax.config.update("jax_compilation_cache_dir", before)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_time)
+    compilation_cache.reset_cache()
+
+
+def test_env_flag_run_records_it_and_fills_the_compile_cache(tmp_path, no_process_cache,
+                                                            capsys):
+    from prosocial.experiments.cli_train import parse_train_args
+
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    main(["train", *CLI_TINY, "--total-steps", "40", "--gif-steps", "0",
+          "--env.ref-beam-order-by-id", "--compile-cache", str(cache), "--out", str(out)])
+    record = json.loads((out / "config.json").read_text())["config"]
+    assert record["env_options"] == ["ref_beam_order_by_id=true"]
+    assert record["compile_cache"] == str(cache)
+    assert jax.config.jax_compilation_cache_dir == str(cache)
+    assert any(p.is_file() for p in cache.rglob("*")), "the run compiled nothing into it"
+    resumed, _, resume, _ = parse_train_args(["--resume", str(out), "--total-steps", "80"])
+    assert resume and resumed.env_kwargs()["ref_beam_order_by_id"] is True
+
+
+def test_compile_cache_keeps_the_process_cache(tmp_path):
+    from prosocial.experiments.train import use_compile_cache
+
+    suite = jax.config.jax_compilation_cache_dir
+    assert suite  # conftest's
+    assert use_compile_cache(str(tmp_path / "other")) == suite
+    assert jax.config.jax_compilation_cache_dir == suite and not (tmp_path / "other").exists()
+
+
+def test_config_json_without_compile_cache_is_read(full_run, tmp_path):
+    from prosocial.experiments.cli_train import load_run_dir_config
+
+    run = tmp_path / "old"
+    shutil.copytree(full_run, run)
+    record = json.loads((run / "config.json").read_text())
+    del record["config"]["compile_cache"]
+    (run / "config.json").write_text(json.dumps(record))
+    assert load_run_dir_config(run) == TINY

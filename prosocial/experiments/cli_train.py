@@ -2,8 +2,14 @@
 
 Every config field is a flag (tyro): ``--env``, ``--num-agents``, ``--total-steps``,
 ``--num-envs``, ``--lr``, ``--lstm-size``, … on top of a preset (``--preset NAME``,
-default ``quick``). The resolved config is saved to the run's ``config.json`` and one summary
-line printed before anything compiles; an invalid value, env or preset is reported as a
+default ``quick``). Every keyword of the environment is reachable as ``--env.NAME VALUE``
+(dashes or underscores; a true/false option given without a value means true, e.g.
+``--env.ref-beam-order-by-id`` or ``--env.ref-view-rotation false``): they become
+``env_options`` entries after the preset's own (a later one wins for the same name);
+``--env.num-agents``, ``--env.max-steps`` and ``--env.reference`` are the flags
+``--num-agents``, ``--max-steps`` and ``--reference``. The resolved config is saved to the
+run's ``config.json`` (``--resume`` uses its env options) and one summary line printed before
+anything compiles; an invalid value, env or preset is reported as a
 one-line error (exit status 2) without writing anything. A run stopped by SIGINT exits
 with 130, by SIGTERM with 143 (after saving a checkpoint); a run whose loss or parameters
 became non-finite exits with 1.
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import re
 import sys
 import textwrap
@@ -23,7 +30,7 @@ import jax
 import numpy as np
 import tyro
 
-from prosocial.experiments.config import TrainConfig, from_dict, to_dict
+from prosocial.experiments.config import TrainConfig, convert_env_value, from_dict, to_dict
 from prosocial.experiments.presets import PRESETS, preset
 from prosocial.io.checkpoint import CorruptFileError
 
@@ -42,6 +49,8 @@ TRAIN_USAGE = "prosocial train [--preset NAME] [--out DIR] [--resume DIR] [--no-
 def _train_help(default: TrainConfig) -> str:
     presets = textwrap.fill(", ".join(sorted(PRESETS)), width=88,
                             initial_indent=" " * 18, subsequent_indent=" " * 18)
+    env_opts = textwrap.fill(", ".join(n.replace("_", "-") for n in env_option_names(
+        default.env)), width=88, initial_indent=" " * 18, subsequent_indent=" " * 18)
     return f"""usage: {TRAIN_USAGE}
 
 Train agents into a run directory: config.json (resolved config), metrics.csv, TensorBoard
@@ -56,10 +65,17 @@ run options:
                   (default: runs/<preset>-<YYYYmmdd-HHMMSS>)
   --resume DIR    continue the run in DIR from its last checkpoint with its stored config
                   (default: none, start a new run); takes no --preset or --out; only
-                  --total-steps, --checkpoint-every, --keep-checkpoints and --gif-steps
-                  may change
+                  --total-steps, --checkpoint-every, --keep-checkpoints, --gif-steps and
+                  --compile-cache may change
   --no-progress   no progress bar (default: a bar when the output is a terminal)
   --motive NAME   short for --motive.name
+  --env.NAME [VALUE]
+                  any keyword of the environment (dashes or underscores), added to the
+                  preset's env options, a later one winning; a true/false option without a
+                  value means true: --env.ref-beam-order-by-id, --env.ref-view-rotation false,
+                  --env.waste-spawn-prob 0.3; options of {default.env}:
+{env_opts}
+                  (--env.num-agents, --env.max-steps, --env.reference are --num-agents, …)
 
 config flags (defaults shown are those of the preset chosen):
 """
@@ -106,8 +122,100 @@ def _print_config_help(default: TrainConfig) -> None:
                  description="")
 
 
+# Environment keywords that are TrainConfig fields of their own, with their flags.
+HOISTED_ENV_FLAGS = {"num_agents": "--num-agents", "max_steps": "--max-steps",
+                     "reference": "--reference"}
+_BOOL_WORDS = ("true", "false", "1", "0", "yes", "no")
+
+
+def env_option_names(env_id: str) -> list[str]:
+    """The keywords of ``env_id`` that ``--env.NAME`` / ``env_options`` may set."""
+    import inspect
+
+    from prosocial.envs.registry import env_parameters
+
+    return [name for name, default in env_parameters(env_id).items()
+            if default is not inspect.Parameter.empty and name not in HOISTED_ENV_FLAGS]
+
+
+def split_env_flags(argv: list[str]) -> tuple[list[str], list[tuple[str, str | None, str]]]:
+    """Take the ``--env.NAME [VALUE]`` / ``--env.NAME=VALUE`` arguments out of ``argv``.
+
+    Returns the other arguments (``--env.num-agents N`` and the other hoisted keywords
+    rewritten in place to their own flags) and ``(name, value or None, flag)`` for the rest,
+    in order. A token after ``--env.NAME`` is its value unless it starts with ``--``
+    (``prosocial train`` takes no positional arguments)."""
+    rest: list[str] = []
+    found: list[tuple[str, str | None, str]] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if not arg.startswith("--env."):
+            rest.append(arg)
+            continue
+        flag, eq, value = arg.partition("=")
+        name = flag[len("--env."):].replace("-", "_")
+        if not name:
+            raise ValueError(f"{arg}: give the option's name, e.g. --env.max-steps 100")
+        if not eq:
+            value = None
+            if i < len(argv) and not argv[i].startswith("--"):
+                value = argv[i]
+                i += 1
+        if name in HOISTED_ENV_FLAGS:
+            own = HOISTED_ENV_FLAGS[name]
+            if name == "reference":
+                word = "true" if value is None else value.strip().lower()
+                if word not in _BOOL_WORDS:
+                    raise ValueError(f"{flag} must be true or false, got {value!r}")
+                rest.append(own if word in ("true", "1", "yes") else "--no-reference")
+            elif value is None:
+                raise ValueError(f"{flag} needs a value (it is the flag {own})")
+            else:
+                rest += [own, value]
+            continue
+        found.append((name, value, flag))
+    return rest, found
+
+
+def merge_env_flags(env_id: str, options: tuple[str, ...],
+                    flags: list[tuple[str, str | None, str]]) -> tuple[str, ...]:
+    """``options`` (``NAME=VALUE``) with the ``--env.NAME`` settings of
+    :func:`split_env_flags` applied in order: one entry per name, where it first appeared,
+    holding its last setting; each value checked against the environment's parameter."""
+    from prosocial.envs.registry import env_parameters
+
+    params = env_parameters(env_id)
+    allowed = env_option_names(env_id)
+    merged: dict[str, str] = {}
+    for text in options:
+        name, _, value = str(text).partition("=")
+        merged[name.strip().replace("-", "_")] = value.strip()
+    for name, value, flag in flags:
+        if name not in allowed:
+            names = ", ".join(n.replace("_", "-") for n in allowed)
+            raise ValueError(f"{flag}: {env_id} has no option {name.replace('_', '-')!r}; "
+                             f"its options: {names} (and --num-agents, --max-steps, "
+                             f"--reference)")
+        default = params[name]
+        if value is None and not isinstance(default, bool):
+            raise ValueError(f"{flag} needs a value (default {default!r})")
+        try:
+            converted = convert_env_value(name, "" if value is None else value, default)
+        except ValueError as e:
+            raise ValueError(f"{flag}: {e}") from None
+        merged[name] = (str(converted).lower() if isinstance(converted, bool)
+                        else str(value).strip())
+    return tuple(f"{name}={value}" for name, value in merged.items())
+
+
 def parse_train_args(argv: list[str]) -> tuple[TrainConfig, Path, bool, bool]:
     """``(config, run directory, resume, progress)`` from ``prosocial train`` arguments."""
+    try:
+        argv, env_flags = split_env_flags(list(argv))
+    except ValueError as e:
+        _fail("prosocial train", str(e))
     pre = argparse.ArgumentParser(prog="prosocial train", add_help=False)
     pre.add_argument("--preset", default=None)
     pre.add_argument("--resume", type=Path, default=None)
@@ -141,6 +249,9 @@ def parse_train_args(argv: list[str]) -> tuple[TrainConfig, Path, bool, bool]:
             raise SystemExit(0)
         cfg = tyro.cli(TrainConfig, default=default, args=rest, prog="prosocial train",
                        description="Train agents (prosocial train --help).")
+        if env_flags:
+            cfg = dataclasses.replace(cfg, env_options=merge_env_flags(
+                cfg.env, cfg.env_options, env_flags))
     except ValueError as e:
         _fail("prosocial train", str(e))
     return cfg, out, resume, not known.no_progress
@@ -156,11 +267,19 @@ def load_run_dir_config(run_dir: Path) -> TrainConfig:
     return config_from_json(load_run_config(run_dir), run_dir / "config.json")
 
 
+# Top-level config keys newer than the first run directories: a config.json without them
+# is read with their defaults (none of them changes what a run computes).
+ADDED_KEYS = ("compile_cache",)
+
+
 def config_from_json(data, source) -> TrainConfig:
     """A :class:`TrainConfig` from its JSON form; unknown or missing keys (a file from
     another version of prosocial, or edited by hand) are errors naming ``source``."""
     if not isinstance(data, dict):
         raise ValueError(f"{source}: the config is not a JSON object")
+    # Keys added since a config.json may have been written, read as their defaults.
+    defaults = to_dict(TrainConfig())
+    data = {**{k: defaults[k] for k in ADDED_KEYS}, **data}
     unknown, missing = [], []
     _diff_keys(to_dict(TrainConfig()), data, "", unknown, missing)
     if unknown or missing:
@@ -233,8 +352,6 @@ def load_policy(path: Path, checkpoint: int | None = None, seed_index: int = 0):
     Only reads: a run directory may be training at the same time (its checkpoints are
     opened read-only). Raises ValueError (or FileNotFoundError) with a one-line message.
     """
-    import dataclasses
-
     from prosocial.envs.registry import make
     from prosocial.experiments.evaluate import seed_params
     from prosocial.experiments.train import populations

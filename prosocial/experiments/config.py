@@ -9,6 +9,7 @@ a config, so a paper's setting is written once, next to its source in specs.md.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -114,6 +115,11 @@ class TrainConfig:
     """A2C's settings (populations learning with a2c: ``--a2c.lr``, …)."""
     motive: MotiveConfig = field(default_factory=MotiveConfig)
     """The social motive (``--motive ia --motive.beta 0.05``)."""
+    compile_cache: str = "~/.cache/prosocial/jax"
+    """Directory of JAX's persistent compilation cache, so that a run of a program compiled
+    before (same config shapes, same machine and versions) skips most of its compile time;
+    empty: no cache. A cache the process already uses (``JAX_COMPILATION_CACHE_DIR``) is
+    kept. May change on ``--resume``."""
 
     def __post_init__(self):
         if self.env not in list_envs():
@@ -132,6 +138,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.compile_cache, str):
+            raise ValueError(f"compile_cache must be a directory or empty, got "
+                             f"{self.compile_cache!r}")
         if self.learner not in LEARNERS:
             raise ValueError(f"unknown learner {self.learner!r}; learners: "
                              f"{', '.join(LEARNERS)}")
@@ -195,7 +204,8 @@ def parse_env_options(env_id: str, options) -> dict[str, Any]:
     the type of its parameter (bool: true/false/1/0; int; float; str)."""
     from prosocial.envs.registry import env_parameters
 
-    params = env_parameters(env_id)
+    params = {k: v for k, v in env_parameters(env_id).items()
+              if v is not inspect.Parameter.empty}  # not *args
     out: dict[str, Any] = {}
     for text in options:
         name, sep, value = str(text).partition("=")
@@ -207,11 +217,12 @@ def parse_env_options(env_id: str, options) -> dict[str, Any]:
             raise ValueError(f"env_options: {env_id} has no option {name!r} (options: "
                              f"{', '.join(allowed)}; num_agents, max_steps and reference "
                              f"are flags of their own)")
-        out[name] = _convert(name, value.strip(), params[name])
+        out[name] = convert_env_value(name, value.strip(), params[name])
     return out
 
 
-def _convert(name: str, value: str, default):
+def convert_env_value(name: str, value: str, default):
+    """``value`` (text) as the type of the parameter's ``default``."""
     if isinstance(default, bool):
         if value.lower() in ("true", "1", "yes", ""):
             return True

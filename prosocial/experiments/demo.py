@@ -1,4 +1,9 @@
-"""Random agents in Harvest and Cleanup: an episode GIF per game and the env's speed."""
+"""Random agents in Harvest and Cleanup: an episode GIF per game and the env's speed.
+
+The agents are a :class:`~prosocial.learners.population.UniformRandom` population acting
+through the same path as training and evaluation (``prosocial.learners.rollout``), which
+records the frames.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +14,25 @@ import numpy as np
 
 from prosocial.bench import measure
 from prosocial.envs.registry import make
+from prosocial.experiments.evaluate import run_episodes
 from prosocial.io import write_gif
+from prosocial.layout import Layout
+from prosocial.learners.population import Population, UniformRandom
+
+
+def random_population(env) -> Population:
+    """Every agent of ``env`` acting uniformly at random (no parameters, learns nothing)."""
+    layout = Layout(1, env.num_agents, tuple(range(env.num_agents)), False)
+    return Population("random", layout, UniformRandom(env.num_actions), trainable=False)
 
 
 def random_episode_frames(env_id: str, num_agents: int, steps: int, seed: int) -> np.ndarray:
-    """uint8[steps + 1, H, W, 3]: renders of one episode of uniformly random actions."""
+    """uint8[steps + 1, H, W, 3]: renders of one episode of uniformly random actions (the
+    reset state, then the state each step reached)."""
     env = make(env_id, num_agents=num_agents)
-
-    def one_step(carry, key):
-        state = carry
-        key_act, key_step = jax.random.split(key)
-        actions = jax.random.randint(key_act, (env.num_agents,), 0, env.num_actions)
-        state, *_ = env.step_state(key_step, state, actions)
-        return state, env.render(state)
-
-    @jax.jit
-    def run(key):
-        key_reset, key_steps = jax.random.split(key)
-        state = env.reset_state(key_reset)
-        _, frames = jax.lax.scan(one_step, state, jax.random.split(key_steps, steps))
-        return env.render(state)[None], frames
-
-    first, rest = run(jax.random.PRNGKey(seed))
-    return np.concatenate([np.asarray(first), np.asarray(rest)])
+    _, frames = run_episodes(env, (random_population(env),), ((),), jax.random.PRNGKey(seed),
+                             1, num_steps=steps, record=True)
+    return frames
 
 
 def check_demo_args(out: Path, num_agents: int, steps: int,
@@ -57,7 +58,7 @@ def run_demo(out: Path, envs=("harvest", "cleanup"), num_agents: int = 5, steps:
     for env_id in envs:
         frames = random_episode_frames(env_id, num_agents, steps, seed)
         path = write_gif(frames, out / f"{env_id}_random.gif", fps=10, scale=8)
-        speed = measure(env_id, num_agents, num_envs, num_steps=50, repeats=3)
+        speed = measure(env_id, num_agents, num_envs, num_steps=50, repeats=3, modes=("full",))
         results[env_id] = {"gif": str(path), **speed}
         print(f"{env_id}: {steps}-step random episode → {path}; "
               f"{speed['env_steps_per_s']:,.0f} env steps/s with {num_envs} parallel envs "

@@ -14,6 +14,10 @@ The run directory is locked for the whole session (a second writer is refused). 
 any floating-point leaf of the training state that becomes NaN/inf stops the run with
 :class:`NonFiniteError` before that state is logged or checkpointed. A fresh run that fails
 before logging its first iteration removes what it wrote, so the same command can be rerun.
+
+Compiled programs are kept in JAX's persistent compilation cache (``cfg.compile_cache``,
+default ``~/.cache/prosocial/jax``), so that running the same config again skips most of
+the compile time (:func:`use_compile_cache`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import os
 import shutil
 import signal
 import time
+import warnings
 from pathlib import Path
 
 import jax
@@ -47,7 +52,10 @@ from prosocial.learners.ppo import PPO
 from prosocial.learners.runner import Runner
 
 # Config keys that may change when a run is resumed (a longer budget, a different cadence).
-MUTABLE_ON_RESUME = ("total_steps", "checkpoint_every", "keep_checkpoints", "gif_steps")
+MUTABLE_ON_RESUME = ("total_steps", "checkpoint_every", "keep_checkpoints", "gif_steps",
+                     "compile_cache")
+# Programs that compile faster than this are not written to the persistent cache.
+COMPILE_CACHE_MIN_SECONDS = 0.5
 PLOTTED = ("collective_return", "returns", "intrinsic_return", "equality",
            "sustainability_time", "peace", "moa_accuracy")
 
@@ -108,6 +116,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
       FileExistsError, ValueError: ``out`` cannot hold this run (see :func:`create_run_dir`),
         or the config does not fit in memory.
     """
+    use_compile_cache(cfg.compile_cache)
     learner = build(cfg)
     run_dir = Path(out)
     if run_dir.exists() and not run_dir.is_dir():
@@ -126,6 +135,32 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
             if was_empty and not logged:  # failed before any result: leave no trace
                 _remove_new_run(run_dir, remove_dir=created)
             raise
+
+
+def use_compile_cache(directory: str) -> str | None:
+    """Make JAX keep compiled programs in ``directory`` (``~`` expanded, created) and reuse
+    them in later processes. A cache directory the process already set (the test suite's,
+    ``JAX_COMPILATION_CACHE_DIR``) is left as it is; an empty ``directory`` or one that
+    cannot be created means no cache (with a warning for the latter). Returns the cache
+    directory in use, or None."""
+    current = jax.config.jax_compilation_cache_dir
+    if current or not directory:
+        return current or None
+    path = Path(directory).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        warnings.warn(f"compilation cache {path} cannot be created ({e.strerror or e}); "
+                      "compiling without it", stacklevel=2)
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", COMPILE_CACHE_MIN_SECONDS)
+    # Programs compiled before in this process found no cache directory and marked the cache
+    # as checked; start it afresh so that the next compilation opens the directory.
+    from jax.experimental.compilation_cache import compilation_cache
+
+    compilation_cache.reset_cache()
+    return str(path)
 
 
 def _train_locked(cfg: TrainConfig, learner: Runner, run_dir: Path, resume: bool,
