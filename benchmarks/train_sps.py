@@ -8,8 +8,9 @@ One iteration collects num_envs × num_steps env steps with the SSD network (con
 32 → 32 → LSTM 128, one parameter set per agent, one population of all agents) and
 updates on them (PPO: ``--epochs`` × ``--minibatches``, default 1 × 4; A2C: one step). The
 first iteration's wall time (compile included) is reported separately; throughput is the
-median over ``--repeats`` further iterations, with the median split of an iteration between
-collecting and updating. The last line of the output is ``env_steps_per_s=<number>``.
+median over ``--repeats`` further iterations, and the median split of an iteration between
+collecting and updating comes from ``--repeats`` more (timed apart, which waits for the
+rollout before updating). The last line of the output is ``env_steps_per_s=<number>``.
 """
 
 from __future__ import annotations
@@ -71,10 +72,15 @@ def main(argv=None) -> None:
     first = time.perf_counter() - start
     rates, collect, update = [], [], []
     for _ in range(args.repeats):
-        timings: dict[str, float] = {}
         start = time.perf_counter()
-        state, metrics = runner.iteration(state, timings)
+        state, metrics = runner.iteration(state)
+        jax.block_until_ready((state, metrics))
         rates.append(steps / (time.perf_counter() - start))
+    # The split waits for the rollout before updating, which costs a little: measured on
+    # further iterations, not in the throughput above.
+    for _ in range(args.repeats):
+        timings: dict[str, float] = {}
+        state, metrics = runner.iteration(state, timings)
         collect.append(timings["collect"])
         update.append(timings["update"])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

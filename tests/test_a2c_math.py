@@ -198,7 +198,7 @@ def test_learning_rate_schedule_serves_a2c():
     ({"optimizer": "sgd"}, "a2c.optimizer must be rmsprop or adam, got 'sgd'"),
     ({"reduction": "max"}, "a2c.reduction must be sum or mean, got 'max'"),
     ({"lr_schedule": ((10, 1e-3), (5, 1e-4))}, "a2c.lr_schedule steps must be"),
-    ({"lr_schedule": ((0, 1e-3), (5, 0.0))}, "a2c.lr_schedule learning rates must be positive"),
+    ({"lr_schedule": ((0, 1e-3), (5, 0.0))}, "a2c.lr_schedule values must be positive"),
 ], ids=["gamma", "lr", "grad_norm", "clip_rho", "decay", "vf_coef", "ent_coef", "optimizer",
         "reduction", "schedule_order", "schedule_lr"])
 def test_a2c_config_rejects_bad_values(kwargs, match):

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import rlax
 
-from prosocial.learners import ppo as ppo_module
 from prosocial.learners.losses import (
     AdvantageTerm,
     clipped_surrogate,
@@ -82,8 +81,6 @@ def _ppo_loss_today(cfg, logits, values, batch, advantages, kl_coef):
 
 
 _IMPLS = {"losses": ppo_loss, "today_inline": _ppo_loss_today}
-if getattr(ppo_module, "ppo_loss", ppo_loss) is not ppo_loss:
-    _IMPLS["ppo_module"] = ppo_module.ppo_loss  # the learner's own copy while it has one
 IMPLS = pytest.mark.parametrize("impl", list(_IMPLS.values()), ids=list(_IMPLS))
 
 

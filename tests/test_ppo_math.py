@@ -1,8 +1,7 @@
 """The PPO learner's maths on hand-computed examples: GAE with truncation and termination,
-the learning-rate schedule, the loss terms, LSTM state resets, the adaptive KL coefficient,
+the learning-rate schedule, LSTM state resets, the adaptive KL coefficient,
 the sequence layout and bad configurations (specs.md §8.3)."""
 
-import math
 from functools import partial
 
 import jax
@@ -13,13 +12,7 @@ import pytest
 from prosocial import nets
 from prosocial.envs.spaces import Box, Dict
 from prosocial.layout import to_sequences
-from prosocial.learners.ppo import PPO, PPOConfig, gae, learning_rate, ppo_loss
-
-LN3 = 1.0986122886681098  # ln 3
-LN055, LN045 = -0.5978370007556204, -0.7985076962177716  # ln 0.55, ln 0.45
-
-
-
+from prosocial.learners.ppo import PPO, PPOConfig, gae, learning_rate
 
 # --- GAE -------------------------------------------------------------------------------------
 #
@@ -94,68 +87,8 @@ def test_learning_rate_three_knots():
     np.testing.assert_allclose(got, [1.0, 1.0, 0.75, 0.5, 0.3, 0.1, 0.1], rtol=1e-6)
 
 
-# --- loss ------------------------------------------------------------------------------------
-#
-# π_old = (0.5, 0.5) everywhere. ε = 0.2, value clip c = 0.5. Agent 0, steps 0–2 valid:
-#   s0: π = (0.75, 0.25), a = 0, ρ = 1.5, Â = 2:  min(3.0, 1.2·2) = 2.4    (clipped)
-#   s1: π = (0.75, 0.25), a = 0, ρ = 1.5, Â = −1: min(−1.5, −1.2) = −1.5  (unclipped)
-#   s2: π = (0.55, 0.45), a = 1, ρ = 0.9, Â = 1:  0.9                     (inside the clip)
-#   policy = −(2.4 − 1.5 + 0.9)/3 = −0.6,  clip fraction 2/3
-#   value: s0 V_old 1, V 2, R 3: max(1, (1.5 − 3)²) = 2.25         (clipped branch)
-#          s1 V_old 0, V 2, R 0.2: max(3.24, (0.5 − 0.2)²) = 3.24  (unclipped branch)
-#          s2 V_old 1, V 1.2, R 1: 0.04;   mean 5.53/3
-#   H(0.75, 0.25) = 0.5623351446, H(0.55, 0.45) = 0.6881388137
-#   KL(old‖new): 0.5 ln(0.5/0.75) + 0.5 ln(0.5/0.25) = 0.1438410362,
-#                0.5 ln(0.5/0.55) + 0.5 ln(0.5/0.45) = 0.0050251679
-# Step 3 is padding (mask 0) with huge values that must not count. Agent 1 sees the same
-# data with only step 0 valid.
-
-H75, H55 = 0.5623351446188083, 0.6881388137135884
-KL75, KL55 = 0.14384103622589042, 0.005025167926750729
-
-
-def _loss_inputs():
-    new_logits = [[LN3, 0.0], [LN3, 0.0], [LN055, LN045], [5.0, -5.0]]
-    logits = jnp.asarray([[new_logits]] * 2)  # [P=2, B=1, L=4, A=2]
-
-    def pbl(x, dtype=jnp.float32):
-        return jnp.asarray([[x]] * 2, dtype)
-
-    values = pbl([2.0, 2.0, 1.2, 100.0])
-    batch = {"action": pbl([0, 0, 1, 1], jnp.int32), "logits": jnp.zeros((2, 1, 4, 2)),
-             "value": pbl([1.0, 0.0, 1.0, 0.0]), "returns": pbl([3.0, 0.2, 1.0, -100.0]),
-             "mask": jnp.asarray([[[True, True, True, False]], [[True, False, False, False]]])}
-    advantages = pbl([2.0, -1.0, 1.0, 100.0])
-    return logits, values, batch, advantages
-
-
-def test_ppo_loss_terms():
-    cfg = PPOConfig(clip_eps=0.2, vf_clip=0.5, vf_coef=0.5, ent_coef=0.01)
-    logits, values, batch, adv = _loss_inputs()
-    total, terms = ppo_loss(cfg, logits, values, batch, adv, jnp.asarray([0.2, 0.2]))
-    expect = {
-        "policy_loss": [-0.6, -2.4],
-        "value_loss": [5.53 / 3, 2.25],
-        "entropy": [(2 * H75 + H55) / 3, H75],
-        "kl": [(2 * KL75 + KL55) / 3, KL75],
-        "clip_fraction": [2 / 3, 1.0],
-    }
-    for name, value in expect.items():
-        np.testing.assert_allclose(terms[name], value, atol=1e-5, err_msg=name)
-    # per agent: policy + 0.2·kl + 0.5·value − 0.01·entropy
-    #   agent 0: −0.6 + 0.2·0.0975690801 + 0.5·1.8433333333 − 0.01·0.6042697010 = 0.3351377857
-    #   agent 1: −2.4 + 0.2·0.1438410362 + 0.5·2.25 − 0.01·0.5623351446 = −1.2518551442
-    assert float(total) == pytest.approx(0.3351377857 - 1.2518551442, abs=1e-5)
-
-
-def test_ppo_loss_kl_coef_per_agent_and_no_value_clip():
-    cfg = PPOConfig(clip_eps=0.2, vf_clip=math.inf, vf_coef=1.0, ent_coef=0.0)
-    logits, values, batch, adv = _loss_inputs()
-    total, terms = ppo_loss(cfg, logits, values, batch, adv, jnp.asarray([0.0, 1.0]))
-    # without the value clip only (V − R)² counts: agent 0 (1 + 3.24 + 0.04)/3, agent 1 1
-    np.testing.assert_allclose(terms["value_loss"], [4.28 / 3, 1.0], atol=1e-5)
-    # agent 0: −0.6 + 4.28/3 = 0.8266667;  agent 1: −2.4 + 0.1438410 + 1 = −1.2561590
-    assert float(total) == pytest.approx(0.8266667 - 1.2561590, abs=1e-5)
+# --- loss: the hand-computed cases are in tests/test_losses.py (PPO's loss lives in
+# prosocial.learners.losses, shared with the A2C and ERMAS objectives).
 
 
 # --- LSTM state reset ------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from typing import Literal
 
 import optax
 
+from prosocial.schedules import knots
+
 
 @dataclass(frozen=True)
 class A2CConfig:
@@ -69,15 +71,8 @@ class A2CConfig:
             raise ValueError(f"a2c.optimizer must be rmsprop or adam, got {self.optimizer!r}")
         if self.reduction not in ("sum", "mean"):
             raise ValueError(f"a2c.reduction must be sum or mean, got {self.reduction!r}")
-        knots = tuple((float(s), float(v)) for s, v in self.lr_schedule)
-        object.__setattr__(self, "lr_schedule", knots)
-        if knots:
-            steps = [s for s, _ in knots]
-            if any(b < a for a, b in zip(steps, steps[1:], strict=False)) or steps[0] < 0:
-                raise ValueError(f"a2c.lr_schedule steps must be ≥ 0 and non-decreasing, "
-                                 f"got {knots}")
-            if any(not v > 0 for _, v in knots):
-                raise ValueError(f"a2c.lr_schedule learning rates must be positive, got {knots}")
+        object.__setattr__(self, "lr_schedule",
+                           knots("a2c.lr_schedule", self.lr_schedule, positive=True))
 
     def optimizer_transform(self) -> optax.GradientTransformation:
         """The gradient transformation of one parameter set, without the learning rate: the

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prosocial.schedules import knots, piecewise_linear
+
 
 @dataclass(frozen=True)
 class PPOConfig:
@@ -72,15 +74,8 @@ class PPOConfig:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"ppo.{name} must be a finite number ≥ 0, got {value!r}")
-        knots = tuple((float(s), float(v)) for s, v in self.lr_schedule)
-        object.__setattr__(self, "lr_schedule", knots)
-        if knots:
-            steps = [s for s, _ in knots]
-            if any(b < a for a, b in zip(steps, steps[1:], strict=False)) or steps[0] < 0:
-                raise ValueError(f"ppo.lr_schedule steps must be ≥ 0 and non-decreasing, "
-                                 f"got {knots}")
-            if any(not v > 0 for _, v in knots):
-                raise ValueError(f"ppo.lr_schedule learning rates must be positive, got {knots}")
+        object.__setattr__(self, "lr_schedule",
+                           knots("ppo.lr_schedule", self.lr_schedule, positive=True))
         if self.loop not in ("auto", "python", "scan"):
             raise ValueError(f"ppo.loop must be auto, python or scan, got {self.loop!r}")
 
@@ -107,6 +102,4 @@ def learning_rate(cfg: PPOConfig, env_steps) -> jax.Array:
     knots, the first knot's value before it and the last one's after it."""
     if not cfg.lr_schedule:
         return jnp.full(jnp.shape(env_steps), cfg.lr, jnp.float32)
-    xs = jnp.asarray([s for s, _ in cfg.lr_schedule], jnp.float32)
-    ys = jnp.asarray([v for _, v in cfg.lr_schedule], jnp.float32)
-    return jnp.interp(jnp.asarray(env_steps, jnp.float32), xs, ys)
+    return piecewise_linear(cfg.lr_schedule, env_steps)

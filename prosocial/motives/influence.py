@@ -48,13 +48,12 @@ from prosocial.motives.moa import (
     own_first_order,
     prediction_accuracy,
 )
+from prosocial.schedules import knots, piecewise_linear
 
 
 def influence_weight(knots, weight: float, env_steps) -> jax.Array:
     """``weight`` × the schedule's multiplier at ``env_steps`` (piecewise linear, held)."""
-    xs = jnp.asarray([a for a, _ in knots], jnp.float32)
-    ys = jnp.asarray([b for _, b in knots], jnp.float32)
-    return weight * jnp.interp(jnp.asarray(env_steps, jnp.float32), xs, ys)
+    return weight * piecewise_linear(knots, env_steps)
 
 
 def influence(cond_logits: jax.Array, policy_logits: jax.Array, action: jax.Array,
@@ -123,10 +122,8 @@ class SocialInfluence(Motive):
         for label in ("moa_loss_weight", "influence_reward_weight", "influence_reward_clip"):
             if not getattr(cfg, label) >= 0:
                 raise ValueError(f"motive.{label} must be ≥ 0, got {getattr(cfg, label)!r}")
-        steps = [a for a, _ in cfg.influence_schedule]
-        if not steps or any(b < a for a, b in zip(steps, steps[1:], strict=False)):
-            raise ValueError("motive.influence_schedule needs non-decreasing env-step knots, "
-                             f"got {cfg.influence_schedule}")
+        if not knots("motive.influence_schedule", cfg.influence_schedule):
+            raise ValueError("motive.influence_schedule needs at least one knot")
         self.cfg = cfg
         self.net_cfg = None
 
