@@ -122,11 +122,6 @@ def to_sequences(x, seq_len: int):
     return x.reshape((x.shape[0], -1) + x.shape[3:])
 
 
-def env_major_to_sequences(x, layout: Layout, seq_len: int):
-    """Env-major ``[T, S, E, N, ...]`` → the population's sequences ``[P, chunks·B, L, ...]``."""
-    return to_sequences(layout.time_to_params(x), seq_len)
-
-
 def chunk_starts(x):
     """States stored at chunk starts ``[chunks, P, B, ...]`` → ``[P, chunks·B, ...]``, the
     order of :func:`to_sequences`."""
