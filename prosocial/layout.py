@@ -84,6 +84,14 @@ class Layout:
             return jnp.repeat(x, self.n, axis=1)
         return jnp.repeat(x, self.n, axis=0)
 
+    def per_param_keys(self, keys):
+        """Per-(seed, agent) PRNG keys ``[S, N, 2]`` → one per parameter set ``[P, 2]`` (a
+        shared set takes its first agent's key)."""
+        keys = keys[:, list(self.agents)]
+        if self.shared:
+            return keys[:, 0]
+        return keys.reshape((-1,) + keys.shape[2:])
+
     def seed_mean(self, x):
         """Per-parameter-set values ``[P]`` → per-seed means ``[S]``."""
         return x.reshape(self.num_seeds, -1).mean(axis=1)

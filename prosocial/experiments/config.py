@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import tyro
 
 from prosocial.envs.registry import list_envs
+from prosocial.layout import Layout
 from prosocial.learners.a2c_config import A2CConfig
 from prosocial.learners.ppo import PPOConfig
 from prosocial.motives.config import MotiveConfig
@@ -150,8 +151,8 @@ class TrainConfig:
         specs = self.population_specs()
         for spec in specs:
             if spec.learner == "ppo":
-                rows = self.num_envs * (len(spec.agents) if spec.shared else 1)
-                self.ppo.check_batch(rows, self.num_steps)
+                layout = Layout(self.num_seeds, self.num_agents, spec.agents, spec.shared)
+                self.ppo.check_batch(layout.batch(self.num_envs), self.num_steps)
         self.motive.build()  # validates the motive's values
 
     def population_specs(self) -> tuple[PopulationSpec, ...]:

@@ -101,12 +101,6 @@ class Population:
     def learns(self) -> bool:
         return self.update is not None and self.trainable
 
-    def act_keys(self, keys):
-        """Per-agent keys ``[S, N, 2]`` → one per parameter set ``[P, 2]``."""
-        keys = keys[:, list(self.layout.agents)]
-        if self.layout.shared:
-            return keys[:, 0]
-        return keys.reshape((-1,) + keys.shape[2:])
 
 
 def all_agents(env, update=None, net: nets.NetConfig | None = None,

@@ -138,7 +138,7 @@ def make_collect(env, populations, num_steps: int, chunk_len: int | None = None,
             out, carry = pop.policy.step(p, obs_p, carry, lay.per_param(start))
             if mask is not None:
                 out = mask_logits(out, lay.to_params(mask)[..., :out["logits"].shape[-1]])
-            a = sample_actions(out, pop.act_keys(keys), greedy)
+            a = sample_actions(out, lay.per_param_keys(keys), greedy)
             a_env = lay.to_envs(a)
             actions = a_env if lay.all_agents else actions.at[:, :, list(lay.agents)].set(a_env)
             outputs.append(out)

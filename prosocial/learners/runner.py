@@ -141,7 +141,7 @@ class Runner:
         pops = []
         for pop in self.populations:
             lay = pop.layout
-            pkeys, mkeys = _layout_keys(param_keys, lay), _layout_keys(motive_keys, lay)
+            pkeys, mkeys = lay.per_param_keys(param_keys), lay.per_param_keys(motive_keys)
             params = pop.policy.init(pkeys)
             learner, opt_state = (), ()
             mparams, mopt = (), ()
@@ -243,14 +243,6 @@ class Runner:
         every = seq_len // self.chunk_len
         carry0 = jax.tree.map(lambda x: chunk_starts(x[::every]), chunk_carry)
         return seqs, (carry0, jax.tree.map(chunk_starts, motive_carry0)), ps, metrics
-
-
-def _layout_keys(keys, lay):
-    """Per-(seed, agent) keys ``[S, N, 2]`` → one per parameter set of ``lay``."""
-    keys = keys[:, list(lay.agents)]
-    if lay.shared:
-        return keys[:, 0]
-    return keys.reshape((-1,) + keys.shape[2:])
 
 
 def _split_update_key(rs: RolloutState):
