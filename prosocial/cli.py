@@ -13,6 +13,10 @@ usage: prosocial COMMAND [options]      (prosocial COMMAND --help for all its op
         run a trained policy (default: 8 episodes, the latest checkpoint)
   prosocial export DIR [--out FILE.safetensors]
         write one seed's policy (default --out: DIR/policy.safetensors)
+  prosocial compare PRESET... [--out DIR] [--ray local|ADDRESS] [train flags]
+        train several presets at one budget (resuming unfinished runs), then write a
+        table and a plot of collective return with 95% CIs beside the papers' numbers
+        (default --out: runs/compare)
   prosocial demo [--out DIR]
         random agents: GIFs of Harvest and Cleanup and the env speed (default: runs/demo)
   prosocial bench envs [--env ID] [--num-envs N ...]
@@ -68,6 +72,12 @@ def _train(argv: list[str]) -> None:
     train_main(argv)
 
 
+def _compare(argv: list[str]) -> None:
+    from prosocial.experiments.compare import compare_main
+
+    compare_main(argv)
+
+
 def _eval(argv: list[str]) -> None:
     from prosocial.experiments.cli_train import eval_main
 
@@ -80,7 +90,8 @@ def _export(argv: list[str]) -> None:
     export_main(argv)
 
 
-COMMANDS = {"demo": _demo, "bench": _bench, "train": _train, "eval": _eval, "export": _export}
+COMMANDS = {"demo": _demo, "bench": _bench, "train": _train, "eval": _eval, "export": _export,
+            "compare": _compare}
 
 
 def main(argv: list[str] | None = None) -> None:

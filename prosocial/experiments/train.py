@@ -23,6 +23,7 @@ the compile time (:func:`use_compile_cache`).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -205,7 +206,9 @@ def _train_locked(cfg: TrainConfig, learner: Runner, run_dir: Path, resume: bool
                 metrics["sps"] = np.full(cfg.num_seeds, sps)
                 logged.append(update)  # from here on the run directory holds results
                 logger.log(update, env_steps, metrics)
-                bar.update(env_steps, float(np.nanmean(metrics["collective_return"])),
+                returns = np.asarray(metrics["collective_return"], np.float64)
+                shown = returns[np.isfinite(returns)]  # NaN: no episode ended this time
+                bar.update(env_steps, float(shown.mean()) if shown.size else math.nan,
                            sps=f"{sps:,.0f}")
                 done_here += 1
                 last = update >= cfg.num_iterations
