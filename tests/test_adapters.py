@@ -233,8 +233,8 @@ def test_parallel_api_with_roles_and_per_agent_termination():
     pz = PettingZooEnv(_two_roles())
     parallel_api_test(pz, num_cycles=20)
     assert pz.action_space("agent_0").n == 3 and pz.action_space("agent_2").n == 5
-    assert set(pz.observation_space("agent_0").spaces) == {"energy", "level"}
-    assert set(pz.observation_space("agent_2").spaces) == {"energies", "t"}
+    assert set(pz.observation_space("agent_0").spaces) == {"energy", "level", "obs"}
+    assert set(pz.observation_space("agent_2").spaces) == {"energies", "t", "obs"}
 
 
 def test_pettingzoo_per_agent_terminations():

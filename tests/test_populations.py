@@ -185,3 +185,60 @@ def test_lr_scale_trains_only_the_chosen_agent():
     after = np.asarray(state.pops[0].params["policy"]["kernel"])
     np.testing.assert_array_equal(after[[0, 2]], before[[0, 2]])
     assert not np.array_equal(after[1], before[1])
+
+
+# --- several roles -----------------------------------------------------------------------
+
+
+def test_populations_of_two_roles_act_and_learn_in_one_run():
+    """Workers (PPO, 3 actions) and a planner (A2C, 5 actions, masked to a ≤ t) of
+    ``TwoRoles``: each population reads its role's observations and acts in its role's
+    action space; the planner never takes a masked action."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from two_roles_env import TwoRoles
+
+    from prosocial.learners.population import role_population
+
+    env = TwoRoles(max_steps=6)
+    vec = NetConfig(hidden_sizes=(8,), lstm_size=8)
+    workers = role_population(env, "workers", PPO(PPOConfig(seq_len=4, num_epochs=1,
+                                                            num_minibatches=1)), vec,
+                              num_seeds=2)
+    planner = role_population(env, "planner", A2C(A2CConfig(lr=1e-3)), vec, num_seeds=2,
+                              shared=True)
+    assert (workers.role, workers.obs_layout.agents) == ("workers", (0, 1))
+    assert (planner.role, planner.obs_layout.agents, planner.layout.agents) == (
+        "planner", (0,), (2,))
+    runner = Runner(env, (workers, planner), num_seeds=2, num_envs=3, num_steps=8)
+    state = runner.init(jax.random.PRNGKey(0))
+    before = leaves(state.pops[1].params)
+    rollout_state, rollout, _, _ = runner._collect(
+        tuple(ps.params for ps in state.pops), jax.tree.map(jnp.copy, state.rollout))
+    assert rollout.policy[0]["logits"].shape == (8, 4, 3, 3)  # [T, S·2, E, 3 actions]
+    assert rollout.policy[1]["logits"].shape == (8, 2, 3, 5)  # [T, S, E, 5 actions]
+    # The planner acted on the observation holding t: its action is at most t.
+    planner_t = np.asarray(rollout.obs["planner"]["t"][..., 0])
+    np.testing.assert_array_less(np.asarray(rollout.action[..., 2]), planner_t + 1)
+    assert planner_t.max() >= 4  # and t grew, so the mask changed along the rollout
+    assert np.asarray(rollout.action[..., :2]).max() <= 2
+    for _ in range(2):
+        state, metrics = runner.iteration(state)
+    assert all(np.isfinite(np.asarray(v)).all() for k, v in metrics.items() if "loss" in k)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, leaves(state.pops[1].params),
+                                                        strict=True))
+
+
+def test_a_population_across_roles_is_rejected():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from two_roles_env import TwoRoles
+
+    env = TwoRoles()
+    mixed = Population("mixed", Layout(1, 3, (0, 1, 2)), None)
+    with pytest.raises(ValueError, match="one role"):
+        Runner(env, (mixed,), num_envs=1, num_steps=4)

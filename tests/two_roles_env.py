@@ -8,6 +8,8 @@ costs one energy; a worker with no energy left has terminated, and its later act
 ignored. The planner (agent 2, role ``"planner"``, ``Discrete(5)``) sets ``level`` to its
 action, allowed only up to the step count ``t`` (its mask), earns the workers' total
 reward, and terminates with the last worker. Episodes are truncated at ``max_steps``.
+Each role also observes its entries as one float vector ``"obs"`` (workers: energy,
+level; planner: both energies, t), so the actor-critic network can act in it.
 
 Hand-computed trajectory (``test_contract.py`` pins it): from energy (2, 3) and level 0,
 the actions per step are ``[1, 1, 0] → [1, 0, 1] → [0, 1, 1] → [1, 1, 1]``:
@@ -61,9 +63,11 @@ class TwoRoles(Env):
     def observation_spaces(self):
         return {
             "workers": Dict({"energy": Box(0, max(ENERGY), (), "int32"),
-                             "level": Box(0, LEVELS - 1, (), "int32")}),
+                             "level": Box(0, LEVELS - 1, (), "int32"),
+                             "obs": Box(0, max(*ENERGY, LEVELS), (2,), "float32")}),
             "planner": Dict({"energies": Box(0, max(ENERGY), (2,), "int32"),
-                             "t": Box(0, self.max_steps, (), "int32")}),
+                             "t": Box(0, self.max_steps, (), "int32"),
+                             "obs": Box(0, max(*ENERGY, self.max_steps), (3,), "float32")}),
         }
 
     @property
@@ -99,8 +103,12 @@ class TwoRoles(Env):
 
     def observe(self, state):
         return {
-            "workers": {"energy": state.energy, "level": jnp.full((2,), state.level)},
-            "planner": {"energies": state.energy[None], "t": state.t[None]},
+            "workers": {"energy": state.energy, "level": jnp.full((2,), state.level),
+                        "obs": jnp.stack([state.energy, jnp.full((2,), state.level)],
+                                         axis=1).astype(jnp.float32)},
+            "planner": {"energies": state.energy[None], "t": state.t[None],
+                        "obs": jnp.concatenate([state.energy, state.t[None]])[None].astype(
+                            jnp.float32)},
         }
 
     def action_mask(self, state):

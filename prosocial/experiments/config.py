@@ -147,7 +147,10 @@ class TrainConfig:
                              f"{', '.join(LEARNERS)}")
         from prosocial.envs.registry import make
 
-        make(self.env, **self.env_kwargs())  # unknown or invalid env options, before any run
+        env = make(self.env, **self.env_kwargs())  # unknown or invalid options, before a run
+        if env.num_agents != self.num_agents:
+            raise ValueError(f"{self.env} has {env.num_agents} agents; set num_agents to "
+                             f"{env.num_agents} (got {self.num_agents})")
         specs = self.population_specs()
         for spec in specs:
             if spec.learner == "ppo":
@@ -172,10 +175,21 @@ class TrainConfig:
         return self.num_envs * self.num_steps
 
     def env_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``prosocial.make(env, …)``: the hoisted fields and
-        ``env_options``."""
-        return {"num_agents": self.num_agents, "max_steps": self.max_steps,
-                "reference": self.reference, **parse_env_options(self.env, self.env_options)}
+        """Keyword arguments of ``prosocial.make(env, …)``: the hoisted fields the
+        environment accepts (an environment with a fixed number of agents takes no
+        ``num_agents``; its count is checked instead) and ``env_options``."""
+        from prosocial.envs.registry import env_parameters
+
+        accepted = env_parameters(self.env)
+        out = {}
+        for name in ("num_agents", "max_steps", "reference"):
+            value = getattr(self, name)
+            if name in accepted:
+                out[name] = value
+            elif name == "reference" and value:
+                raise ValueError(f"{self.env} has no reference-compatibility mode "
+                                 "(reference=True)")
+        return {**out, **parse_env_options(self.env, self.env_options)}
 
 
 def preset(name: str) -> TrainConfig:

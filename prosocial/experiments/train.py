@@ -35,7 +35,7 @@ import jax
 import numpy as np
 
 from prosocial.envs.registry import make
-from prosocial.experiments.config import TrainConfig, to_dict
+from prosocial.experiments.config import PopulationSpec, TrainConfig, to_dict
 from prosocial.experiments.evaluate import run_episodes, seed_params, write_episode_gif
 from prosocial.io import (
     Checkpointer,
@@ -47,8 +47,7 @@ from prosocial.io import (
     plot_learning_curves,
 )
 from prosocial.io.rundir import LOCK_FILE
-from prosocial.layout import Layout
-from prosocial.learners.population import ActorCritic, Population
+from prosocial.learners.population import Population, role_population
 from prosocial.learners.ppo import PPO
 from prosocial.learners.runner import Runner
 
@@ -72,12 +71,22 @@ def update_rule(name: str, cfg: TrainConfig):
 
 def populations(cfg: TrainConfig, env) -> tuple[Population, ...]:
     """The config's populations (``TrainConfig.population_specs``) for ``env``."""
+    roles = env.roles
+    specs = cfg.population_specs()
+    if not cfg.populations and len(roles) > 1:  # default: one population per role
+        specs = tuple(PopulationSpec(role, tuple(agents), cfg.learner)
+                      for role, agents in roles.items())
     out = []
-    for spec in cfg.population_specs():
-        layout = Layout(cfg.num_seeds, env.num_agents, spec.agents, spec.shared)
-        policy = ActorCritic(cfg.net, env.observation_space, env.num_actions)
-        out.append(Population(spec.name, layout, policy, update_rule(spec.learner, cfg),
-                              cfg.motive.build(), spec.trainable))
+    for spec in specs:
+        role = next((r for r, members in roles.items() if set(spec.agents) <= set(members)),
+                    None)
+        if role is None:
+            raise ValueError(f"population {spec.name!r}: agents {list(spec.agents)} play "
+                             f"different roles of {cfg.env} ({dict(roles)}); give one "
+                             "population per role")
+        out.append(role_population(env, role, update_rule(spec.learner, cfg), cfg.net,
+                                   cfg.motive.build(), cfg.num_seeds, spec.shared, spec.name,
+                                   spec.trainable, agents=spec.agents))
     return tuple(out)
 
 

@@ -96,10 +96,30 @@ class Population:
     update: Any = None
     motive: Motive = field(default_factory=Motive)
     trainable: bool = True
+    role: str | None = None
+    """In an environment with several roles, the role all its agents play (observations
+    are keyed by role there); ``None`` in a one-role environment."""
+    role_layout: Layout | None = None
+    """With ``role``: the layout of its agents among that role's agents (observations are
+    ``[S, E, n_role, ...]``); see :func:`role_population`."""
 
     @property
     def learns(self) -> bool:
         return self.update is not None and self.trainable
+
+    @property
+    def obs_layout(self) -> Layout:
+        """The layout that takes its observations to ``[P, B, ...]``."""
+        return self.layout if self.role_layout is None else self.role_layout
+
+    def observations(self, obs):
+        """Its agents' part of the environment's observations, still env-major: ``obs``
+        itself in a one-role environment, ``obs[role]`` otherwise."""
+        return obs if self.role is None else obs[self.role]
+
+    def obs_to_params(self, obs):
+        """Environment observations ``[S, E, …]`` → its agents' ``[P, B, ...]``."""
+        return jax.tree.map(self.obs_layout.to_params, self.observations(obs))
 
 
 
@@ -112,3 +132,29 @@ def all_agents(env, update=None, net: nets.NetConfig | None = None,
     layout = Layout(num_seeds, env.num_agents, tuple(range(env.num_agents)), shared)
     return Population(name, layout, ActorCritic(net, env.observation_space, env.num_actions),
                       update, motive if motive is not None else Motive(), trainable)
+
+
+def role_population(env, role: str, update=None, net: nets.NetConfig | None = None,
+                    motive: Motive | None = None, num_seeds: int = 1, shared: bool = False,
+                    name: str | None = None, trainable: bool = True,
+                    agents: tuple[int, ...] | None = None, policy=None) -> Population:
+    """A population of the agents of one role (all of them, or ``agents``, a subset) with
+    the actor-critic network for that role's spaces (or ``policy``), e.g. ERMAS's agents
+    and planner as two populations."""
+    roles = env.roles
+    if role not in roles:
+        raise ValueError(f"{env.env_id} has no role {role!r}; roles: {', '.join(roles)}")
+    members = tuple(roles[role])
+    agents = members if agents is None else tuple(sorted(agents))
+    if not agents or not set(agents) <= set(members):
+        raise ValueError(f"agents {agents} are not agents of role {role!r} {members}")
+    layout = Layout(num_seeds, env.num_agents, agents, shared)
+    if policy is None:
+        net = net if net is not None else nets.NetConfig()
+        policy = ActorCritic(net, env.observation_spaces[role], env.action_spaces[role].n)
+    several = len(roles) > 1
+    local = Layout(num_seeds, len(members), tuple(members.index(a) for a in agents), shared)
+    return Population(name or role, layout, policy, update,
+                      motive if motive is not None else Motive(), trainable,
+                      role if several else None, local if several else None)
+

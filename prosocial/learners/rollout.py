@@ -31,7 +31,8 @@ class Rollout:
     parameter-major per population.
 
     Attributes:
-      obs: the observations the agents acted on, leaves ``[T, S, E, N, ...]``.
+      obs: the observations the agents acted on, leaves ``[T, S, E, N, ...]`` (with
+        several roles, keyed by role with leaves ``[T, S, E, n_role, ...]``).
       action: int32 ``[T, S, E, N]``.
       reward: extrinsic rewards ``[T, S, E, N]``.
       start: bool ``[T, S, E]``, step t is the first of an episode.
@@ -134,8 +135,8 @@ def make_collect(env, populations, num_steps: int, chunk_len: int | None = None,
         outputs, new_carries = [], []
         for pop, p, carry in zip(populations, params, carries, strict=True):
             lay = pop.layout
-            obs_p = jax.tree.map(lay.to_params, obs)
-            out, carry = pop.policy.step(p, obs_p, carry, lay.per_param(start))
+            out, carry = pop.policy.step(p, pop.obs_to_params(obs), carry,
+                                         lay.per_param(start))
             if mask is not None:
                 out = mask_logits(out, lay.to_params(mask)[..., :out["logits"].shape[-1]])
             a = sample_actions(out, lay.per_param_keys(keys), greedy)
@@ -161,7 +162,7 @@ def make_collect(env, populations, num_steps: int, chunk_len: int | None = None,
                     out.append(z)
                     continue
                 lay = pop.layout
-                o, _ = pop.policy.step(p, jax.tree.map(lay.to_params, obs), carry,
+                o, _ = pop.policy.step(p, pop.obs_to_params(obs), carry,
                                        jnp.zeros(z.shape, bool))
                 out.append(jnp.where(lay.per_param(truncated), o["value"], 0.0))
             return tuple(out)
@@ -213,7 +214,7 @@ def make_collect(env, populations, num_steps: int, chunk_len: int | None = None,
         bootstrap_values = []
         for pop, p, carry in zip(populations, params, rs.carries, strict=True):
             lay = pop.layout
-            out, _ = pop.policy.step(p, jax.tree.map(lay.to_params, rs.obs), carry,
+            out, _ = pop.policy.step(p, pop.obs_to_params(rs.obs), carry,
                                      lay.per_param(rs.start))
             bootstrap_values.append(out["value"])
         policy = tuple(dict(out, bootstrap_value=v) for out, v in zip(

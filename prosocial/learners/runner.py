@@ -117,6 +117,14 @@ class Runner:
                     raise ValueError(f"agent {a} is in populations {seen[a]!r} and "
                                      f"{pop.name!r}")
                 seen[a] = pop.name
+        roles = self.env.roles
+        for pop in self.populations if len(roles) > 1 else ():
+            if pop.role not in roles or not set(pop.layout.agents) <= set(roles[pop.role]):
+                raise ValueError(
+                    f"population {pop.name!r}: in {self.env.env_id}, whose roles are "
+                    f"{dict(roles)}, a population holds agents of one role and says which "
+                    f"(role_population); it has role {pop.role!r}, agents "
+                    f"{pop.layout.agents}")
         missing = sorted(set(range(n)) - set(seen))
         if missing:
             raise ValueError(f"agents {missing} belong to no population")
@@ -235,7 +243,7 @@ class Runner:
         if rollout.action_mask is not None:
             targets["action_mask"] = to_params(rollout.action_mask)[
                 ..., :out["logits"].shape[-1]]
-        seqs = {"obs": jax.tree.map(to_params, rollout.obs), "start": per_param(rollout.start),
+        seqs = {"obs": jax.vmap(pop.obs_to_params)(rollout.obs), "start": per_param(rollout.start),
                 "action": to_params(rollout.action), "logits": out["logits"],
                 "value": out["value"], "mask": to_params(rollout.active), "motive": extras,
                 **targets}
