@@ -76,6 +76,10 @@ class CoinsState:
     pos: jax.Array  # int32[2, 2] (row, col) of player 0 (red) and player 1 (blue)
     coins: jax.Array  # bool[2, H, W]: coins[c] marks the coins of player c's colour
     t: jax.Array  # int32 steps taken in this episode
+    # The game's id, static: a state of one variant is then rejected by another
+    # (Env.check_state compares pytree structures, which include static fields).
+    game: str = struct.field(pytree_node=False, default="coins")
+
 
 
 class Coins(Env):
@@ -173,7 +177,7 @@ class Coins(Env):
             cells = jax.random.randint(key_coin, (2,), 0, n)
             coins = jnp.arange(n)[None, :] == cells[:, None]
         return CoinsState(pos=pos, coins=coins.reshape(2, self.grid_size, self.grid_size),
-                          t=jnp.zeros((), jnp.int32))
+                          t=jnp.zeros((), jnp.int32), game=self.env_id)
 
     def step_state(self, key: jax.Array, state: CoinsState, actions: jax.Array):
         self.check_state(state)
@@ -193,7 +197,8 @@ class Coins(Env):
         coins = self.replenish(key_dyn, coins & ~occupied[None, :], coins, occupied)
 
         t = state.t + 1
-        next_state = CoinsState(pos=pos, coins=coins.reshape(state.coins.shape), t=t)
+        next_state = CoinsState(pos=pos, coins=coins.reshape(state.coins.shape), t=t,
+                                game=self.env_id)
         events = {"own_coins_collected": own.astype(jnp.int32),
                   "other_coins_collected": other.astype(jnp.int32),
                   "own_coins_lost": lost.astype(jnp.int32)}
@@ -289,7 +294,7 @@ class Coins(Env):
         shape = (2, self.grid_size, self.grid_size)
         return CoinsState(pos=jnp.asarray(pos, jnp.int32),
                           coins=jnp.asarray(np.stack([red, blue]).reshape(shape)),
-                          t=jnp.asarray(t, jnp.int32))
+                          t=jnp.asarray(t, jnp.int32), game=self.env_id)
 
     def state_to_grid(self, state: CoinsState) -> tuple[list[str], np.ndarray]:
         """Inverse of :meth:`state_from_grid`: (rows, positions[2, 2])."""
