@@ -242,7 +242,8 @@ class Coins(Env):
         coins = state.coins.reshape(2, self.num_cells)
         if self.absolute_colours:
             planes = jnp.stack([players[0], players[1], coins[0], coins[1]], axis=-1)
-            swapped = planes[:, jnp.array([1, 0, 3, 2])] if self.symmetrise_obs else planes
+            swapped = (jnp.stack([players[1], players[0], coins[1], coins[0]], axis=-1)
+                       if self.symmetrise_obs else planes)
             planes = jnp.stack([swapped, planes])  # row 0: the innovator
         else:
             planes = jnp.stack([players, players[::-1], coins, coins[::-1]], axis=-1)
