@@ -98,13 +98,13 @@ def time_rollout(env, num_envs: int, num_steps: int, repeats: int, seed: int, mo
     return compile_s, rates, state
 
 
-def measure(env_id: str, num_agents: int, num_envs: int, num_steps: int = 100,
+def measure(env_id: str, num_agents: int | None, num_envs: int, num_steps: int = 100,
             repeats: int = 3, seed: int = 0, modes=MODES) -> dict:
     """Per checksum mode ``{mode}_steps_per_s`` (median), ``{mode}_compile_s`` and
     ``{mode}_runs``; ``env_steps_per_s`` and ``compile_s`` of the first mode; the size of
     the states and observations and the peak memory of the process."""
-    env = make(env_id, num_agents=num_agents)
-    result = {"env": env_id, "num_agents": num_agents, "num_envs": num_envs}
+    env = make(env_id) if num_agents is None else make(env_id, num_agents=num_agents)
+    result = {"env": env_id, "num_agents": env.num_agents, "num_envs": num_envs}
     for mode in modes:
         compile_s, rates, state = time_rollout(env, num_envs, num_steps, repeats, seed, mode)
         result[f"{mode}_compile_s"] = compile_s
@@ -128,7 +128,9 @@ def envs_main(argv=None, prog: str = "prosocial bench envs") -> None:
                     "AutoReset), with a checksum of every observation element (full) and "
                     "of one pixel (pixel).")
     parser.add_argument("--env", default="all", help=f"one of {list_envs()} or 'all'")
-    parser.add_argument("--num-agents", type=int, default=5)
+    parser.add_argument("--num-agents", type=int, default=None,
+                        help="agents per environment (default: each environment's own, e.g. "
+                             "5 in Harvest, 2 in Coins)")
     parser.add_argument("--num-envs", type=int, nargs="*", default=None,
                         help="parallel environments (default: 1 64 512 2048)")
     parser.add_argument("--num-steps", type=int, default=100, help="steps per timed call")
@@ -144,26 +146,33 @@ def envs_main(argv=None, prog: str = "prosocial bench envs") -> None:
     if args.env != "all" and args.env not in list_envs():
         fail(f"--env {args.env!r} is not an environment; choose one of "
              f"{', '.join(list_envs())} or 'all'")
-    for flag, values in (("--num-agents", [args.num_agents]), ("--num-envs", args.num_envs or []),
+    for flag, values in (("--num-agents", [] if args.num_agents is None else [args.num_agents]),
+                         ("--num-envs", args.num_envs or []),
                          ("--num-steps", [args.num_steps]), ("--repeats", [args.repeats])):
         bad = [v for v in values if v < 1]
         if bad:
             fail(f"{flag} must be a positive integer, got {bad[0]}")
     envs = list_envs() if args.env == "all" else [args.env]
-    for env_id in envs:
+    for env_id in list(envs) if args.num_agents is not None else ():
         try:
             make(env_id, num_agents=args.num_agents)
         except ValueError as e:
-            fail(f"--num-agents {args.num_agents}: {e}")
+            if args.env != "all":
+                fail(f"--num-agents {args.num_agents}: {e}")
+            # 'all' skips the games for another number of players (Coins: 2)
+            print(f"skipping {env_id}: {e}", file=sys.stderr)
+            envs.remove(env_id)
+    if not envs:
+        fail(f"no environment takes --num-agents {args.num_agents}")
     sizes = args.num_envs or [1, 64, 512, 2048]
     modes = MODES if args.mode == "both" else (args.mode,)
     head = "".join(f" {m + ' steps/s':>16} {m + ' compile s':>15}" for m in modes)
-    print(f"{'env':<8} {'envs':>5}{head} {'state+obs MiB':>14} {'peak RSS MiB':>13}")
+    print(f"{'env':<15} {'envs':>5}{head} {'state+obs MiB':>14} {'peak RSS MiB':>13}")
     for env_id in envs:
         for n in sizes:
             r = measure(env_id, args.num_agents, n, args.num_steps, args.repeats, modes=modes)
             cols = "".join(f" {r[f'{m}_steps_per_s']:>16,.0f} {r[f'{m}_compile_s']:>15.2f}"
                            for m in modes)
-            print(f"{env_id:<8} {n:>5}{cols} {r['state_plus_obs_mib']:>14.1f} "
+            print(f"{env_id:<15} {n:>5}{cols} {r['state_plus_obs_mib']:>14.1f} "
                   f"{r['peak_rss_mib']:>13.0f}", flush=True)
     print(f"env_steps_per_s={r['env_steps_per_s']:.0f}")

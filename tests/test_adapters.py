@@ -23,7 +23,9 @@ from prosocial.envs.adapters.pettingzoo import PettingZooEnv
 
 MAX_STEPS = 30
 ALL = [f"agent_{i}" for i in range(5)]
-RENDER_SHAPES = {"harvest": (16 * 8, 38 * 8, 3), "cleanup": (25 * 8, 18 * 8, 3)}  # map × scale
+RENDER_SHAPES = {"harvest": (16 * 8, 38 * 8, 3), "cleanup": (25 * 8, 18 * 8, 3),  # map × scale
+                 "coins": (5 * 8, 5 * 8, 3), "coins-torus": (5 * 8, 5 * 8, 3),
+                 "coin-game-lola": (3 * 8, 3 * 8, 3), "coin-game-2coin": (3 * 8, 3 * 8, 3)}
 
 
 @functools.cache
@@ -60,13 +62,35 @@ def test_parallel_api(env_id):
     pz = PettingZooEnv(_env(env_id), render_mode="rgb_array")
     parallel_api_test(pz, num_cycles=MAX_STEPS + 5)
     assert pz.agents == []  # the episode ended inside the test
-    assert pz.possible_agents == [f"agent_{i}" for i in range(5)]
+    assert pz.possible_agents == [f"agent_{i}" for i in range(pz.env.num_agents)]
     assert pz.metadata["name"] == f"prosocial_{env_id}"
     assert pz.metadata["render_modes"] == ["rgb_array"]
 
 
 def test_parallel_seed(env_id):
     parallel_seed_test(lambda: PettingZooEnv(_env(env_id)), num_cycles=MAX_STEPS + 5)
+
+
+def _ssd_values(a, obs, actions, rewards, events, agents):
+    # Agent a's row: its own last action, then the others' in agent order (§1.7).
+    assert obs[a]["own_prev_action"] == actions[a]
+    assert obs[a]["others_actions"].tolist() == [actions[b] for b in agents if b != a]
+    # Both games reward +1 per apple, −1 per beam fired, −50 per hit taken (§1.8).
+    assert rewards[a] == (events["apples_eaten"] - events["fires"]
+                          - 50 * events["hits_received"])
+
+
+def _coins_values(a, obs, actions, rewards, events, agents):
+    # One cell in each player plane (§4.2); +1 per coin taken, −2 per own coin lost.
+    planes = obs[a]["obs"]
+    assert planes[..., 0].sum() == 1 and planes[..., 1].sum() == 1
+    assert rewards[a] == (events["own_coins_collected"] + events["other_coins_collected"]
+                          - 2 * events["own_coins_lost"])
+
+
+CONTRACT_VALUES = {"harvest": _ssd_values, "cleanup": _ssd_values, "coins": _coins_values,
+                   "coins-torus": _coins_values, "coin-game-lola": _coins_values,
+                   "coin-game-2coin": _coins_values}
 
 
 def test_same_seed_same_episode_and_contract_values(env_id):
@@ -80,16 +104,11 @@ def test_same_seed_same_episode_and_contract_values(env_id):
         last = t == MAX_STEPS - 1
         for a in pz1.possible_agents:
             assert pz1.observation_space(a).contains(obs[a])
-            # Agent a's row: its own last action, then the others' in agent order (§1.7).
-            assert obs[a]["own_prev_action"] == actions[a]
-            assert obs[a]["others_actions"].tolist() == [actions[b] for b in ALL if b != a]
             assert type(rewards[a]) is float
             assert terminations[a] is False and truncations[a] is last
             events = infos[a]
             assert all(type(v) is int for v in events.values())
-            # Both games reward +1 per apple, −1 per beam fired, −50 per hit taken.
-            assert rewards[a] == (events["apples_eaten"] - events["fires"]
-                                  - 50 * events["hits_received"])
+            CONTRACT_VALUES[env_id](a, obs, actions, rewards, events, pz1.possible_agents)
     # Without a seed, reset carries on the seeded key chain: reproducible, yet a new episode.
     again1, again2 = pz1.reset(), pz2.reset()
     assert _same(again1, again2)

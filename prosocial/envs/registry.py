@@ -5,10 +5,13 @@ from __future__ import annotations
 import inspect
 
 from prosocial.envs.cleanup import Cleanup
+from prosocial.envs.coins import CoinGame2Coin, CoinGameLOLA, Coins, CoinsTorus
 from prosocial.envs.core import Env
 from prosocial.envs.harvest import Harvest
 
-_REGISTRY: dict[str, type[Env]] = {"harvest": Harvest, "cleanup": Cleanup}
+_REGISTRY: dict[str, type[Env]] = {
+    "harvest": Harvest, "cleanup": Cleanup, "coins": Coins, "coins-torus": CoinsTorus,
+    "coin-game-lola": CoinGameLOLA, "coin-game-2coin": CoinGame2Coin}
 
 
 def list_envs() -> list[str]:
