@@ -10,6 +10,7 @@ from prosocial.cli import main
 from prosocial.experiments.compare import (
     PAPER_RESULTS,
     bootstrap_ci,
+    config_differences,
     interquartile_mean,
     plan,
     summarise,
@@ -113,3 +114,12 @@ def test_compare_runs_presets_as_ray_tasks(tmp_path, capsys):
     assert "quick: trained" in text and "emurel/cleanup/ia: trained" in text
     assert (out / "quick" / "metrics.csv").exists()
     assert (out / "comparison.md").exists()
+
+
+def test_config_differences_name_changed_keys_and_accept_new_default_keys():
+    default = {"a": 1, "m": {"x": 0, "new": 5}}
+    stored = {"a": 1, "m": {"x": 0}}  # written before "m.new" existed
+    assert config_differences(stored, {"a": 1, "m": {"x": 0, "new": 5}}, default) == []
+    assert config_differences(stored, {"a": 1, "m": {"x": 0, "new": 6}}, default) == ["m.new"]
+    assert config_differences(stored, {"a": 2, "m": {"x": 1, "new": 5}}, default) == [
+        "a", "m.x"]

@@ -108,14 +108,43 @@ def plan(presets: Sequence[str], flags: Sequence[str], out: Path) -> list[Entry]
     return entries
 
 
+def config_differences(stored: dict, wanted: dict, default: dict, prefix: str = "") -> list:
+    """Keys where a stored run config differs from the wanted one. A key the stored config
+    lacks (added to prosocial since) counts only if the wanted value is not its default."""
+    out = []
+    for key in sorted(set(stored) | set(wanted)):
+        name = prefix + key
+        if key not in wanted:
+            out.append(name)
+        elif key not in stored:
+            if wanted[key] != default.get(key):
+                out.append(name)
+        elif isinstance(wanted[key], dict) and isinstance(stored[key], dict):
+            out += config_differences(stored[key], wanted[key], default.get(key) or {},
+                                      name + ".")
+        elif stored[key] != wanted[key]:
+            out.append(name)
+    return out
+
+
 def finished(entry: Entry) -> bool:
-    """Whether the run directory holds a run of this config that reached its budget."""
-    from prosocial.io import read_metrics
+    """Whether the run directory holds a run of this config that reached its budget
+    (ValueError when it holds a run of another config)."""
+    from prosocial.experiments.config import TrainConfig, to_dict
+    from prosocial.experiments.train import MUTABLE_ON_RESUME
+    from prosocial.io import load_run_config, read_metrics
 
     try:
         metrics = read_metrics(entry.run_dir)
     except (ValueError, FileNotFoundError):
         return False
+    stored = {k: v for k, v in load_run_config(entry.run_dir).items()
+              if k not in MUTABLE_ON_RESUME}
+    wanted = {k: v for k, v in to_dict(entry.cfg).items() if k not in MUTABLE_ON_RESUME}
+    differ = config_differences(stored, wanted, to_dict(TrainConfig()))
+    if differ:
+        raise ValueError(f"{entry.run_dir} holds a run of {entry.name} with another config "
+                         f"(differs at {', '.join(differ)}); choose another --out")
     return int(metrics["update"][-1]) >= entry.cfg.num_iterations
 
 
