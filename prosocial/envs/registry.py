@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import inspect
 
+from prosocial.envs.bimatrix import Bimatrix, ConstrainedBimatrix, NMatrix
 from prosocial.envs.cleanup import Cleanup
 from prosocial.envs.core import Env
 from prosocial.envs.harvest import Harvest
+from prosocial.envs.matrix_games import MATRIX_GAMES
 
-_REGISTRY: dict[str, type[Env]] = {"harvest": Harvest, "cleanup": Cleanup}
+_REGISTRY: dict[str, type[Env]] = {
+    "harvest": Harvest, "cleanup": Cleanup,
+    "bimatrix": Bimatrix, "bimatrix-constrained": ConstrainedBimatrix,
+    "coop_bimatrix_3": NMatrix, **MATRIX_GAMES,
+}
 
 
 def list_envs() -> list[str]:
