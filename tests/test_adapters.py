@@ -23,7 +23,12 @@ from prosocial.envs.adapters.pettingzoo import PettingZooEnv
 
 MAX_STEPS = 30
 ALL = [f"agent_{i}" for i in range(5)]
-RENDER_SHAPES = {"harvest": (16 * 8, 38 * 8, 3), "cleanup": (25 * 8, 18 * 8, 3)}  # map × scale
+RENDER_SHAPES = {"harvest": (16 * 8, 38 * 8, 3), "cleanup": (25 * 8, 18 * 8, 3),  # map × scale
+                 "bimatrix": (4 * 8, 4 * 8, 3), "bimatrix-constrained": (4 * 8, 4 * 8, 3),
+                 "coop_bimatrix_3": (4 * 8, 7 * 8, 3), "ipd": (2 * 8, 2 * 8, 3),
+                 "ipd-lola": (2 * 8, 2 * 8, 3), "stag-hunt": (2 * 8, 2 * 8, 3),
+                 "chicken": (2 * 8, 2 * 8, 3), "matching-pennies": (2 * 8, 2 * 8, 3)}
+SSD_IDS = ("harvest", "cleanup")  # the tests that read their observations and events
 
 
 @functools.cache
@@ -60,7 +65,7 @@ def test_parallel_api(env_id):
     pz = PettingZooEnv(_env(env_id), render_mode="rgb_array")
     parallel_api_test(pz, num_cycles=MAX_STEPS + 5)
     assert pz.agents == []  # the episode ended inside the test
-    assert pz.possible_agents == [f"agent_{i}" for i in range(5)]
+    assert pz.possible_agents == [f"agent_{i}" for i in range(pz.env.num_agents)]
     assert pz.metadata["name"] == f"prosocial_{env_id}"
     assert pz.metadata["render_modes"] == ["rgb_array"]
 
@@ -69,6 +74,7 @@ def test_parallel_seed(env_id):
     parallel_seed_test(lambda: PettingZooEnv(_env(env_id)), num_cycles=MAX_STEPS + 5)
 
 
+@pytest.mark.parametrize("env_id", SSD_IDS)
 def test_same_seed_same_episode_and_contract_values(env_id):
     """Whole episodes: identical under the same seed, in the spaces, rewards = events (§1.8)."""
     pz1, pz2 = PettingZooEnv(_env(env_id)), PettingZooEnv(_env(env_id))

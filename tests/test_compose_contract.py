@@ -13,6 +13,7 @@ import pytest
 
 import prosocial
 from prosocial.envs.core import event_keys
+from prosocial.envs.registry import env_parameters
 from prosocial.learners.a2c import A2C, A2CConfig
 from prosocial.learners.population import all_agents
 from prosocial.learners.ppo import PPO, PPOConfig
@@ -28,7 +29,10 @@ DIAGNOSTICS = {"none": (), "collective": (), "ia": ("inequity_aversion_reward",)
 
 
 def combinations():
-    envs = prosocial.list_envs()
+    # One population of 2 agents: environments with a num_agents parameter and one role
+    # (the matrix games have a fixed number of players, the bimatrix a planner role).
+    envs = [e for e in prosocial.list_envs() if "num_agents" in env_parameters(e)
+            and len(prosocial.make(e, num_agents=2).roles) == 1]
     for m, name in enumerate(MOTIVES):
         for n, learner in enumerate(LEARNERS):
             for k, env_id in enumerate(envs):
