@@ -189,3 +189,28 @@ def test_bench_builds_fixed_player_games():
     """--num-agents does not apply to games with a fixed number of players."""
     r = measure("ipd", num_agents=5, num_envs=2, num_steps=2, repeats=1, modes=("full",))
     assert r["num_agents"] == 2 and r["env_steps_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_ppo_runs_on_the_ipd_and_logs_its_events():
+    """The learners' acting path reads the vector observation ("obs") and the events."""
+    from prosocial.learners.population import all_agents
+    from prosocial.learners.ppo import PPO, PPOConfig
+    from prosocial.learners.runner import Runner
+    from prosocial.nets import NetConfig
+
+    env = prosocial.make("ipd", max_steps=6)
+    population = all_agents(env, PPO(PPOConfig(seq_len=4, num_epochs=1, num_minibatches=1)),
+                            NetConfig(hidden_sizes=(4,), lstm_size=4))
+    runner = Runner(env, (population,), num_seeds=1, num_envs=2, num_steps=8)
+    state = runner.init(jax.random.PRNGKey(0))
+    before = [np.asarray(x) for x in jax.tree.leaves(state.pops[0].params)]
+    state, metrics = runner.iteration(state)
+    assert np.all(np.isfinite(metrics["policy_loss"])) and np.all(np.isfinite(metrics["entropy"]))
+    # Every round is one C or one D per player: 6-round episodes give 6 of them per agent.
+    per_agent = np.asarray(metrics["cooperated_per_agent"]) + np.asarray(
+        metrics["defected_per_agent"])
+    assert per_agent.size == 2  # one seed, two agents
+    np.testing.assert_allclose(per_agent, 6.0)
+    after = [np.asarray(x) for x in jax.tree.leaves(state.pops[0].params)]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
