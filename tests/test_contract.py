@@ -35,10 +35,14 @@ from prosocial.envs.core import (
     split_roles,
 )
 from prosocial.envs.registry import env_parameters
+from prosocial.envs.scripted import FixedCoPlayer
 from prosocial.envs.spaces import Dict, Discrete
 
 ENV_IDS = prosocial.list_envs()
-TEST_ENVS = {"two_roles": TwoRoles}  # unregistered environments checked like registered ones
+TEST_ENVS = {  # unregistered environments checked like registered ones
+    "two_roles": TwoRoles,
+    "ipd-vs-tft": lambda max_steps: FixedCoPlayer(prosocial.make("ipd", max_steps=max_steps)),
+}
 MAX_STEPS = 5
 STEPS = 12  # truncations after steps 5 and 10
 

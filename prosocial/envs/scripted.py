@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prosocial.envs.core import Wrapper
+from prosocial.envs.core import Env, Wrapper
 from prosocial.envs.matrix_games import C, D, IteratedMatrixGame
 from prosocial.envs.spaces import Discrete
 
@@ -163,11 +163,9 @@ class FixedCoPlayer(Wrapper):
         del state
         return jnp.ones((1, 2), jnp.bool_)
 
-    def check_actions(self, actions):
-        return super(Wrapper, self).check_actions(actions)
-
-    def check_state(self, state):
-        return self.env.check_state(state)
+    # The learner's joint action (one agent), and errors that name this environment.
+    check_actions = Env.check_actions
+    check_state = Env.check_state
 
     def step_state(self, key, state, actions):
         actions = self.check_actions(actions)
