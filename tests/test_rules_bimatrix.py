@@ -18,14 +18,12 @@ from prosocial.envs.bimatrix import (
     Bimatrix,
     BimatrixState,
     ConstrainedBimatrix,
-    NMatrix,
-    NMatrixState,
     planner_reward_paper,
     planner_reward_srai,
     risk_robust,
     srai_bimatrix_payoffs,
-    srai_nmatrix_payoffs,
 )
+from prosocial.envs.nmatrix import NMatrix, NMatrixState, srai_nmatrix_payoffs
 
 SPEC_PLANNER = [[0.548814, 0.715189, 0.602763, 0.544883],
                 [0.423655, 0.645894, 0.437587, 0.891773],
@@ -277,6 +275,7 @@ def test_episodes_truncate_at_max_steps_or_srai_extra_step_b31(extra, length):
     ({"action_perturb": 1.5}, "action_perturb"),
     ({"max_steps": 0}, "max_steps"),
     ({"env_width": 0}, "env_width"),
+    ({"payoffs": np.zeros((3, 3, 3)), "env_width": 5}, "disagrees"),
 ])
 def test_bad_config_values_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -1,4 +1,4 @@
-"""The repeated bimatrix game of ERMAS (specs §6) and its N-matrix variant (§6.7).
+"""The repeated bimatrix game of ERMAS (specs §6); its N-matrix variant is ``nmatrix.py``.
 
 Bimatrix (ids ``bimatrix`` and ``bimatrix-constrained``). The state is a cell (i, j) of a
 W × W grid (W = 4). The row agent (agent 0) moves i, the column agent (agent 1) moves j, each
@@ -29,17 +29,6 @@ sees that one-hot followed by the one-hot of a (W² + A_max + 1 floats). Episode
 ``max_steps`` = 5000 steps and end by truncation; ``ref_bimatrix_extra_step`` gives SRAI's
 5001 (B-31).
 
-N-matrix (id ``coop_bimatrix_3``, §6.7): ``num_players`` agents (3) and a planner each move
-along their own axis of a W^(n+1) grid (W = 7; agents' axes first, the planner's last), with
-the bimatrix's 3 actions; payoffs are N(0, 1) tables drawn with numpy's legacy generator
-seeded 0 (planner first, then the agents); every role observes the n + 1 coordinates
-(float32); episodes last 500 steps. Its perturbation mixes rewards,
-r_i' = −Q · r̃ + (1 − Q) · r_i; ``risk_eta`` applies to the agents' rewards; its DR noise is
-fresh each time (``ref_nmatrix_dr_drift``: SRAI adds the noise into the tables after each
-step, B-27); its action perturbation replaces each agent's action by a uniformly random
-one with probability p (``ref_nmatrix_action_perturb``: every agent acts at random whenever
-the perturbation is on, B-29).
-
 Randomness (§0.6): the start cell comes from one ``jax.random.bits`` draw reduced modulo the
 number of cells (exact for W = 4, bias below 10⁻⁶ otherwise), the cheapest keyed draw; no
 other randomness is drawn unless DR or the action perturbation is switched on.
@@ -63,7 +52,7 @@ OFFICER_CHANGE = (-2, -1, 0, 1, 2)  # change of a for each active planner action
 
 
 # ------------------------------------------------------------------------ payoffs
-def _srai_seed(payoffs: str, what: str) -> int:
+def parse_srai_seed(payoffs: str, what: str) -> int:
     match = re.fullmatch(r"srai_seed(\d+)", payoffs)
     if match is None:
         raise ValueError(f"{what}: payoffs must be 'srai_seed<k>' (k a non-negative integer) "
@@ -77,15 +66,6 @@ def srai_bimatrix_payoffs(seed: int = 0, width: int = 4) -> np.ndarray:
     planner, row agent, column agent. Rows are the row index i, columns the column index j."""
     rng = np.random.RandomState(seed)
     return np.stack([rng.uniform(size=(width, width)) for _ in range(3)])
-
-
-def srai_nmatrix_payoffs(seed: int = 0, width: int = 7, num_players: int = 3) -> np.ndarray:
-    """float64[n + 1, W, …, W] (n + 1 grid axes): SRAI's N-matrix tables (§6.7), standard
-    normal draws of numpy's legacy generator seeded with ``seed``, planner first, then agents
-    0 … n − 1. Axis k of every table is agent k's coordinate, the last axis the planner's."""
-    rng = np.random.RandomState(seed)
-    shape = (width,) * (num_players + 1)
-    return np.stack([rng.normal(size=shape) for _ in range(num_players + 1)])
 
 
 # ------------------------------------------------------------------------ reward forms
@@ -121,14 +101,16 @@ def uniform_index(key: jax.Array, n: int) -> jax.Array:
     return (jax.random.bits(key, (), jnp.uint32) % jnp.uint32(n)).astype(jnp.int32)
 
 
-def _check_unit(what: str, name: str, value) -> float:
+def check_probability(what: str, name: str, value) -> float:
+    """``value`` as a float, or a ValueError naming ``what`` and ``name`` unless in [0, 1]."""
     value = float(value)
     if not 0.0 <= value <= 1.0:  # NaN fails too
         raise ValueError(f"{what}: {name} must be a probability in [0, 1], got {value!r}")
     return value
 
 
-def _check_common(env, perturb_q, dr, risk_eta, max_steps):
+def check_common_options(env, perturb_q, dr, risk_eta, max_steps):
+    """ValueErrors for the §6.5 options and the episode length shared by both games."""
     what = env.env_id
     if not np.isfinite(perturb_q):
         raise ValueError(f"{what}: perturb_q (Q) must be a finite number, got {perturb_q!r}")
@@ -141,7 +123,8 @@ def _check_common(env, perturb_q, dr, risk_eta, max_steps):
         raise ValueError(f"{what}: max_steps must be a positive integer, got {max_steps!r}")
 
 
-def _episode_noise(env, key, n: int) -> jax.Array:
+def agent_noise(env, key, n: int) -> jax.Array:
+    """float32[n]: the agents' DR offsets σ_i ~ U[−dr, dr] (§6.5)."""
     return jax.random.uniform(key, (n,), jnp.float32, -env.dr, env.dr)
 
 
@@ -169,12 +152,28 @@ class Bimatrix(Env):
                  episode_dr: bool = True, risk_eta: float | None = None,
                  ref_concav_log: bool = False, action_perturb: float = 0.0,
                  max_steps: int = 5000, ref_bimatrix_extra_step: bool = False):
+        """Args:
+            payoffs: ``"srai_seed<k>"`` (SRAI's draws with numpy seed k, §6.2; default k = 0)
+                or the tables (r̃, r1, r2) as an array [3, W, W].
+            env_width: W of the drawn tables (user tables bring their own; a different
+                value raises).
+            planner_reward: ``"srai"`` (normalised, §6.4) or ``"paper"`` (a·r̃ − a², B-26).
+            max_officers: A_max. officer_weight: w.
+            perturb_q: Q, the agents' reward gap r_i − Q·r̃ (§6.5).
+            dr, episode_dr: DR noise U[−dr, dr] per agent, per episode or per step (0: off).
+            risk_eta, ref_concav_log: the RR transform of the planner's reward (None: off).
+            action_perturb: p, the row agent's planner-worst action (§6.5).
+            max_steps, ref_bimatrix_extra_step: episode length, and SRAI's extra step (B-31).
+        """
         what = self.env_id
+        if not isinstance(payoffs, str) and env_width not in (4, *np.shape(payoffs)[-1:]):
+            raise ValueError(f"{what}: env_width={env_width!r} disagrees with the payoff "
+                             f"tables of shape {np.shape(payoffs)}")
         if isinstance(payoffs, str):
             if not isinstance(env_width, int | np.integer) or env_width < 1:
                 raise ValueError(f"{what}: env_width must be a positive integer, "
                                  f"got {env_width!r}")
-            tables = srai_bimatrix_payoffs(_srai_seed(payoffs, what), int(env_width))
+            tables = srai_bimatrix_payoffs(parse_srai_seed(payoffs, what), int(env_width))
         else:
             tables = np.asarray(payoffs, np.float64)
             if tables.ndim != 3 or tables.shape[0] != 3 or tables.shape[1] != tables.shape[2]:
@@ -193,7 +192,7 @@ class Bimatrix(Env):
                              f"got {max_officers!r}")
         if not np.isfinite(officer_weight):
             raise ValueError(f"{what}: officer_weight must be finite, got {officer_weight!r}")
-        _check_common(self, perturb_q, dr, risk_eta, max_steps)
+        check_common_options(self, perturb_q, dr, risk_eta, max_steps)
         self.payoffs = tables
         self.width = tables.shape[1]
         self.planner_reward = planner_reward
@@ -204,7 +203,7 @@ class Bimatrix(Env):
         self.episode_dr = bool(episode_dr)
         self.risk_eta = None if risk_eta is None else float(risk_eta)
         self.ref_concav_log = bool(ref_concav_log)
-        self.action_perturb = _check_unit(what, "action_perturb", action_perturb)
+        self.action_perturb = check_probability(what, "action_perturb", action_perturb)
         self.max_steps = int(max_steps)
         self.ref_bimatrix_extra_step = bool(ref_bimatrix_extra_step)
         cells = self.width * self.width
@@ -251,15 +250,15 @@ class Bimatrix(Env):
     # ----------------------------------------------------------------- contract
     def reset_state(self, key: jax.Array) -> BimatrixState:
         """A uniformly random start cell, a = 0, fresh per-episode DR offsets (§6.1, §6.5)."""
-        key_cell, key_noise = jax.random.split(key) if self._episode_noise else (key, None)
+        key_cell, key_noise = jax.random.split(key) if self._noise_per_episode else (key, None)
         index = uniform_index(key_cell, self.width * self.width)
-        noise = (_episode_noise(self, key_noise, 2) if self._episode_noise
+        noise = (agent_noise(self, key_noise, 2) if self._noise_per_episode
                  else jnp.zeros(2, jnp.float32))
         return BimatrixState(cell=jnp.stack([index // self.width, index % self.width]),
                              officers=jnp.int32(0), noise=noise, t=jnp.int32(0))
 
     @property
-    def _episode_noise(self) -> bool:
+    def _noise_per_episode(self) -> bool:
         return self.dr > 0 and self.episode_dr
 
     def step_state(self, key: jax.Array, state: BimatrixState, actions: jax.Array):
@@ -284,7 +283,7 @@ class Bimatrix(Env):
         planner = jnp.asarray(self._planner_table)[index, officers]
         noise = state.noise
         if self.dr > 0 and not self.episode_dr:
-            noise = _episode_noise(self, key_noise, 2)
+            noise = agent_noise(self, key_noise, 2)
         reward = jnp.concatenate([values + noise, planner[None]]).astype(jnp.float32)
 
         t = state.t + 1
@@ -333,153 +332,3 @@ class ConstrainedBimatrix(Bimatrix):
 
     env_id = "bimatrix-constrained"
     active_planner = False
-
-
-# ------------------------------------------------------------------------ N-matrix
-@struct.dataclass
-class NMatrixState:
-    """State of one N-matrix game."""
-
-    pos: jax.Array  # int32[n + 1] coordinates: agents' axes, then the planner's
-    noise: jax.Array  # float32[n] the agents' DR offsets of the episode (episode_dr)
-    drift: jax.Array  # float32[n] noise added into the tables so far (ref_nmatrix_dr_drift)
-    t: jax.Array  # int32 steps taken in this episode
-
-
-class NMatrix(Env):
-    """SRAI's N-matrix game ``coop_bimatrix_3`` (§6.7); see the module docstring."""
-
-    env_id = "coop_bimatrix_3"
-
-    def __init__(self, num_players: int = 3, payoffs="srai_seed0", env_width: int = 7,
-                 perturb_q: float = 0.0, dr: float = 0.0, episode_dr: bool = True,
-                 risk_eta: float | None = None, ref_concav_log: bool = False,
-                 action_perturb: float = 0.0, max_steps: int = 500,
-                 ref_bimatrix_extra_step: bool = False, ref_nmatrix_dr_drift: bool = False,
-                 ref_nmatrix_action_perturb: bool = False):
-        what = self.env_id
-        if not isinstance(num_players, int | np.integer) or num_players < 1:
-            raise ValueError(f"{what}: num_players must be a positive integer, "
-                             f"got {num_players!r}")
-        n = int(num_players)
-        if isinstance(payoffs, str):
-            if not isinstance(env_width, int | np.integer) or env_width < 1:
-                raise ValueError(f"{what}: env_width must be a positive integer, "
-                                 f"got {env_width!r}")
-            if int(env_width) ** (n + 1) > 2**24:
-                raise ValueError(f"{what}: env_width^(num_players + 1) = "
-                                 f"{int(env_width) ** (n + 1)} cells is too large")
-            tables = srai_nmatrix_payoffs(_srai_seed(payoffs, what), int(env_width), n)
-        else:
-            tables = np.asarray(payoffs, np.float64)
-            w = tables.shape[1] if tables.ndim > 1 else 0
-            if tables.shape != (n + 1,) + (w,) * (n + 1) or w < 1:
-                raise ValueError(f"{what}: payoffs must be num_players + 1 = {n + 1} tables "
-                                 f"(planner first) over a W^{n + 1} grid, shape "
-                                 f"({n + 1}, W, …, W); got {tables.shape}")
-            if not np.all(np.isfinite(tables)):
-                raise ValueError(f"{what}: payoffs must be finite")
-        _check_common(self, perturb_q, dr, risk_eta, max_steps)
-        self.num_players = n
-        self.num_agents = n + 1
-        self.payoffs = tables
-        self.width = tables.shape[1]
-        self.perturb_q = float(perturb_q)
-        self.dr = float(dr)
-        self.episode_dr = bool(episode_dr)
-        self.risk_eta = None if risk_eta is None else float(risk_eta)
-        self.ref_concav_log = bool(ref_concav_log)
-        self.action_perturb = _check_unit(what, "action_perturb", action_perturb)
-        self.max_steps = int(max_steps)
-        self.ref_bimatrix_extra_step = bool(ref_bimatrix_extra_step)
-        self.ref_nmatrix_dr_drift = bool(ref_nmatrix_dr_drift)
-        self.ref_nmatrix_action_perturb = bool(ref_nmatrix_action_perturb)
-        flat = tables.reshape(n + 1, -1)
-        q = self.perturb_q
-        agents = (-q * flat[:1] + (1.0 - q) * flat[1:]).astype(np.float32)
-        # Without DR the agents' transformed rewards are a table too (one lookup per step).
-        self._risk_live = self.risk_eta is not None and self.dr > 0
-        if self.risk_eta is not None and not self._risk_live:
-            agents = np.asarray(risk_robust(agents, self.risk_eta, self.ref_concav_log))
-        self._tables = np.concatenate([flat[:1].astype(np.float32), agents])
-        self._strides = self.width ** np.arange(n, -1, -1)  # row-major flat index
-
-    @property
-    def roles(self):
-        return {"agents": tuple(range(self.num_players)), "planner": (self.num_players,)}
-
-    @property
-    def observation_spaces(self):
-        space = Dict({"obs": Box(0.0, float(self.width - 1), (self.num_agents,), "float32")})
-        return {"agents": space, "planner": space}
-
-    @property
-    def action_spaces(self):
-        return {"agents": Discrete(3), "planner": Discrete(3)}
-
-    def reset_state(self, key: jax.Array) -> NMatrixState:
-        """Uniformly random coordinates; fresh per-episode DR offsets (§6.7)."""
-        n = self.num_players
-        key_pos, key_noise = jax.random.split(key) if self._episode_noise else (key, None)
-        index = uniform_index(key_pos, self.width ** (n + 1))
-        pos = (index // jnp.asarray(self._strides, jnp.int32)) % self.width
-        noise = (_episode_noise(self, key_noise, n) if self._episode_noise
-                 else jnp.zeros(n, jnp.float32))
-        return NMatrixState(pos=pos.astype(jnp.int32), noise=noise,
-                            drift=jnp.zeros(n, jnp.float32), t=jnp.int32(0))
-
-    @property
-    def _episode_noise(self) -> bool:
-        return self.dr > 0 and self.episode_dr
-
-    def step_state(self, key: jax.Array, state: NMatrixState, actions: jax.Array):
-        self.check_state(state)
-        actions = self.check_actions(actions)
-        key_coin, key_random, key_noise = jax.random.split(key, 3)
-        n = self.num_players
-        taken, perturbed = actions, jnp.zeros(n + 1, jnp.bool_)
-        if self.action_perturb > 0:
-            random_actions = jax.random.randint(key_random, (n + 1,), 0, 3, jnp.int32)
-            if self.ref_nmatrix_action_perturb:  # B-29: any perturbation randomises all
-                perturbed = jnp.ones(n + 1, jnp.bool_)
-            else:
-                perturbed = jax.random.uniform(key_coin, (n + 1,)) < self.action_perturb
-            perturbed = perturbed.at[n].set(False)  # the planner is never perturbed
-            taken = jnp.where(perturbed, random_actions, actions)
-        move = jnp.asarray(MOVE, jnp.int32)[taken]
-        pos = jnp.clip(state.pos + move, 0, self.width - 1)
-        index = jnp.sum(pos * jnp.asarray(self._strides, jnp.int32))
-        values = jnp.asarray(self._tables)[:, index]  # r̃, then the agents' (Q, η applied)
-        noise = state.noise
-        if self.dr > 0 and not self.episode_dr:
-            noise = _episode_noise(self, key_noise, n)
-        if self.ref_nmatrix_dr_drift:  # B-27: the noise enters the tables after the read
-            agents, drift = values[1:] + state.drift, state.drift + noise
-        else:
-            agents, drift = values[1:] + noise, state.drift
-        if self._risk_live:
-            agents = risk_robust(agents, self.risk_eta, self.ref_concav_log)
-        reward = jnp.concatenate([agents, values[:1]]).astype(jnp.float32)
-        t = state.t + 1
-        info = {"events": {"moved": (pos != state.pos).astype(jnp.int32),
-                           "action_perturbed": perturbed.astype(jnp.int32)},
-                "signals": {}}
-        limit = self.max_steps + int(self.ref_bimatrix_extra_step)
-        next_state = NMatrixState(pos=pos, noise=noise, drift=drift, t=t)
-        return next_state, reward, jnp.zeros(n + 1, jnp.bool_), t >= limit, info
-
-    def observe(self, state: NMatrixState):
-        """Every role sees the n + 1 coordinates as float32 (§6.7)."""
-        self.check_state(state)
-        coords = state.pos.astype(jnp.float32)
-        n = self.num_players
-        return {"agents": {"obs": jnp.broadcast_to(coords, (n, n + 1))},
-                "planner": {"obs": coords[None]}}
-
-    def render(self, state: NMatrixState) -> jax.Array:
-        """uint8[n + 1, W, 3]: one row per axis (agents', then the planner's), white, with
-        the coordinate on that axis in black."""
-        self.check_state(state)
-        on = state.pos[:, None] == jnp.arange(self.width)[None, :]
-        grey = jnp.where(on, 0, 235).astype(jnp.uint8)
-        return jnp.repeat(grey[..., None], 3, axis=-1)

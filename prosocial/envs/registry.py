@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import inspect
 
-from prosocial.envs.bimatrix import Bimatrix, ConstrainedBimatrix, NMatrix
+from prosocial.envs.bimatrix import Bimatrix, ConstrainedBimatrix
 from prosocial.envs.cleanup import Cleanup
 from prosocial.envs.core import Env
 from prosocial.envs.harvest import Harvest
 from prosocial.envs.matrix_games import MATRIX_GAMES
+from prosocial.envs.nmatrix import NMatrix
 
 _REGISTRY: dict[str, type[Env]] = {
     "harvest": Harvest, "cleanup": Cleanup,
