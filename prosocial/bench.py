@@ -30,9 +30,18 @@ import jax
 import jax.numpy as jnp
 
 from prosocial.envs.core import AutoReset, num_actions_per_agent
-from prosocial.envs.registry import list_envs, make
+from prosocial.envs.registry import env_parameters, list_envs, make
 
 MODES = ("full", "pixel")
+
+
+def make_for_bench(env_id: str, num_agents: int | None):
+    """The environment with ``num_agents`` agents where the game has that parameter; games
+    with a fixed number of players (the matrix games, the bimatrix with its planner) ignore
+    ``--num-agents``."""
+    if num_agents is not None and "num_agents" in env_parameters(env_id):
+        return make(env_id, num_agents=num_agents)
+    return make(env_id)
 
 
 def observation_checksum(obs, mode: str) -> tuple[jax.Array, jax.Array]:
@@ -103,7 +112,7 @@ def measure(env_id: str, num_agents: int | None, num_envs: int, num_steps: int =
     """Per checksum mode ``{mode}_steps_per_s`` (median), ``{mode}_compile_s`` and
     ``{mode}_runs``; ``env_steps_per_s`` and ``compile_s`` of the first mode; the size of
     the states and observations and the peak memory of the process."""
-    env = make(env_id) if num_agents is None else make(env_id, num_agents=num_agents)
+    env = make_for_bench(env_id, num_agents)
     result = {"env": env_id, "num_agents": env.num_agents, "num_envs": num_envs}
     for mode in modes:
         compile_s, rates, state = time_rollout(env, num_envs, num_steps, repeats, seed, mode)
@@ -155,7 +164,7 @@ def envs_main(argv=None, prog: str = "prosocial bench envs") -> None:
     envs = list_envs() if args.env == "all" else [args.env]
     for env_id in list(envs) if args.num_agents is not None else ():
         try:
-            make(env_id, num_agents=args.num_agents)
+            make_for_bench(env_id, args.num_agents)
         except ValueError as e:
             if args.env != "all":
                 fail(f"--num-agents {args.num_agents}: {e}")
@@ -167,12 +176,12 @@ def envs_main(argv=None, prog: str = "prosocial bench envs") -> None:
     sizes = args.num_envs or [1, 64, 512, 2048]
     modes = MODES if args.mode == "both" else (args.mode,)
     head = "".join(f" {m + ' steps/s':>16} {m + ' compile s':>15}" for m in modes)
-    print(f"{'env':<15} {'envs':>5}{head} {'state+obs MiB':>14} {'peak RSS MiB':>13}")
+    print(f"{'env':<20} {'envs':>5}{head} {'state+obs MiB':>14} {'peak RSS MiB':>13}")
     for env_id in envs:
         for n in sizes:
             r = measure(env_id, args.num_agents, n, args.num_steps, args.repeats, modes=modes)
             cols = "".join(f" {r[f'{m}_steps_per_s']:>16,.0f} {r[f'{m}_compile_s']:>15.2f}"
                            for m in modes)
-            print(f"{env_id:<15} {n:>5}{cols} {r['state_plus_obs_mib']:>14.1f} "
+            print(f"{env_id:<20} {n:>5}{cols} {r['state_plus_obs_mib']:>14.1f} "
                   f"{r['peak_rss_mib']:>13.0f}", flush=True)
     print(f"env_steps_per_s={r['env_steps_per_s']:.0f}")

@@ -25,7 +25,11 @@ MAX_STEPS = 30
 ALL = [f"agent_{i}" for i in range(5)]
 RENDER_SHAPES = {"harvest": (16 * 8, 38 * 8, 3), "cleanup": (25 * 8, 18 * 8, 3),  # map × scale
                  "coins": (5 * 8, 5 * 8, 3), "coins-torus": (5 * 8, 5 * 8, 3),
-                 "coin-game-lola": (3 * 8, 3 * 8, 3), "coin-game-2coin": (3 * 8, 3 * 8, 3)}
+                 "coin-game-lola": (3 * 8, 3 * 8, 3), "coin-game-2coin": (3 * 8, 3 * 8, 3),
+                 "bimatrix": (4 * 8, 4 * 8, 3), "bimatrix-constrained": (4 * 8, 4 * 8, 3),
+                 "coop_bimatrix_3": (4 * 8, 7 * 8, 3), "ipd": (2 * 8, 2 * 8, 3),
+                 "ipd-lola": (2 * 8, 2 * 8, 3), "stag-hunt": (2 * 8, 2 * 8, 3),
+                 "chicken": (2 * 8, 2 * 8, 3), "matching-pennies": (2 * 8, 2 * 8, 3)}
 
 
 @functools.cache
@@ -93,6 +97,7 @@ CONTRACT_VALUES = {"harvest": _ssd_values, "cleanup": _ssd_values, "coins": _coi
                    "coin-game-2coin": _coins_values}
 
 
+@pytest.mark.parametrize("env_id", sorted(CONTRACT_VALUES))
 def test_same_seed_same_episode_and_contract_values(env_id):
     """Whole episodes: identical under the same seed, in the spaces, rewards = events (§1.8)."""
     pz1, pz2 = PettingZooEnv(_env(env_id)), PettingZooEnv(_env(env_id))

@@ -13,6 +13,7 @@ import pytest
 
 import prosocial
 from prosocial.envs.core import event_keys
+from prosocial.envs.registry import env_parameters
 from prosocial.learners.a2c import A2C, A2CConfig
 from prosocial.learners.population import all_agents
 from prosocial.learners.ppo import PPO, PPOConfig
@@ -40,11 +41,15 @@ def _supports(env_id: str, name: str) -> bool:
 
 
 def combinations():
+    # One population of 2 agents: environments with a num_agents parameter and one role
+    # (the matrix games have a fixed number of players, the bimatrix a planner role).
+    envs = [e for e in prosocial.list_envs() if "num_agents" in env_parameters(e)
+            and len(prosocial.make(e, num_agents=2).roles) == 1]
     for m, name in enumerate(MOTIVES):
-        envs = [env_id for env_id in prosocial.list_envs() if _supports(env_id, name)]
+        supported = [env_id for env_id in envs if _supports(env_id, name)]
         for n, learner in enumerate(LEARNERS):
-            for k, env_id in enumerate(envs):
-                marks = () if k == (m + n) % len(envs) else (pytest.mark.slow,)
+            for k, env_id in enumerate(supported):
+                marks = () if k == (m + n) % len(supported) else (pytest.mark.slow,)
                 yield pytest.param(env_id, name, learner, id=f"{env_id}-{name}-{learner}",
                                    marks=marks)
 

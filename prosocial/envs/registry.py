@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import inspect
 
+from prosocial.envs.bimatrix import Bimatrix, ConstrainedBimatrix
 from prosocial.envs.cleanup import Cleanup
 from prosocial.envs.coins import CoinGame2Coin, CoinGameLOLA, Coins, CoinsTorus
 from prosocial.envs.core import Env
 from prosocial.envs.harvest import Harvest
+from prosocial.envs.matrix_games import MATRIX_GAMES
+from prosocial.envs.nmatrix import NMatrix
 
 _REGISTRY: dict[str, type[Env]] = {
     "harvest": Harvest, "cleanup": Cleanup, "coins": Coins, "coins-torus": CoinsTorus,
-    "coin-game-lola": CoinGameLOLA, "coin-game-2coin": CoinGame2Coin}
+    "coin-game-lola": CoinGameLOLA, "coin-game-2coin": CoinGame2Coin,
+    "bimatrix": Bimatrix, "bimatrix-constrained": ConstrainedBimatrix,
+    "coop_bimatrix_3": NMatrix, **MATRIX_GAMES,
+}
 
 
 def list_envs() -> list[str]:
