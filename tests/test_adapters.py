@@ -23,7 +23,9 @@ from prosocial.envs.adapters.pettingzoo import PettingZooEnv
 
 MAX_STEPS = 30
 ALL = [f"agent_{i}" for i in range(5)]
-RENDER_SHAPES = {"harvest": (16 * 8, 38 * 8, 3), "cleanup": (25 * 8, 18 * 8, 3)}  # map × scale
+RENDER_SHAPES = {"harvest": (16 * 8, 38 * 8, 3), "cleanup": (25 * 8, 18 * 8, 3),
+                 "forage": (4 * 8, 4 * 8, 3)}  # map × scale
+SSD = ("harvest", "cleanup")
 
 
 @functools.cache
@@ -60,7 +62,7 @@ def test_parallel_api(env_id):
     pz = PettingZooEnv(_env(env_id), render_mode="rgb_array")
     parallel_api_test(pz, num_cycles=MAX_STEPS + 5)
     assert pz.agents == []  # the episode ended inside the test
-    assert pz.possible_agents == [f"agent_{i}" for i in range(5)]
+    assert pz.possible_agents == [f"agent_{i}" for i in range(_env(env_id).num_agents)]
     assert pz.metadata["name"] == f"prosocial_{env_id}"
     assert pz.metadata["render_modes"] == ["rgb_array"]
 
@@ -70,11 +72,38 @@ def test_parallel_seed(env_id):
 
 
 def test_same_seed_same_episode_and_contract_values(env_id):
-    """Whole episodes: identical under the same seed, in the spaces, rewards = events (§1.8)."""
+    """Whole episodes: identical under the same seed, in the spaces, rewards = events (§1.8;
+    Forage §5.4: r_b per berry, agents leave when they die)."""
     pz1, pz2 = PettingZooEnv(_env(env_id)), PettingZooEnv(_env(env_id))
     first1, steps1 = _episode(pz1, seed=7, action_seed=0)
     first2, steps2 = _episode(pz2, seed=7, action_seed=0)
     assert _same((first1, steps1), (first2, steps2))
+    if env_id not in SSD:
+        _check_forage_episode(pz1, steps1)
+    else:
+        _check_ssd_episode(pz1, steps1)
+    # Without a seed, reset carries on the seeded key chain: reproducible, yet a new episode.
+    again1, again2 = pz1.reset(), pz2.reset()
+    assert _same(again1, again2)
+    assert not _same(again1[0], first1[0])
+    assert not _same(pz1.reset(seed=8)[0], first1[0])
+
+
+def _check_forage_episode(pz, steps):
+    """Agents leave ``agents`` on the step they die; rewards are r_b per collected berry."""
+    live = list(pz.possible_agents)
+    for t, (actions, (obs, rewards, terminations, truncations, infos)) in enumerate(steps):
+        assert sorted(actions) == sorted(live) == sorted(obs)
+        for a in live:
+            assert pz.observation_space(a).contains(obs[a])
+            assert rewards[a] == pytest.approx(0.1 * infos[a]["berries_collected"])
+            assert terminations[a] is bool(infos[a]["died"])
+            assert truncations[a] is (t == MAX_STEPS - 1)
+        live = [a for a in live if not (terminations[a] or truncations[a])]
+    assert live == [] and (len(steps) == MAX_STEPS or all(terminations.values()))
+
+
+def _check_ssd_episode(pz1, steps1):
     assert len(steps1) == MAX_STEPS
     for t, (actions, (obs, rewards, terminations, truncations, infos)) in enumerate(steps1):
         last = t == MAX_STEPS - 1
@@ -90,11 +119,6 @@ def test_same_seed_same_episode_and_contract_values(env_id):
             # Both games reward +1 per apple, −1 per beam fired, −50 per hit taken.
             assert rewards[a] == (events["apples_eaten"] - events["fires"]
                                   - 50 * events["hits_received"])
-    # Without a seed, reset carries on the seeded key chain: reproducible, yet a new episode.
-    again1, again2 = pz1.reset(), pz2.reset()
-    assert _same(again1, again2)
-    assert not _same(again1[0], first1[0])
-    assert not _same(pz1.reset(seed=8)[0], first1[0])
 
 
 def test_registry_entry_point():

@@ -6,9 +6,10 @@ import inspect
 
 from prosocial.envs.cleanup import Cleanup
 from prosocial.envs.core import Env
+from prosocial.envs.forage import Forage
 from prosocial.envs.harvest import Harvest
 
-_REGISTRY: dict[str, type[Env]] = {"harvest": Harvest, "cleanup": Cleanup}
+_REGISTRY: dict[str, type[Env]] = {"harvest": Harvest, "cleanup": Cleanup, "forage": Forage}
 
 
 def list_envs() -> list[str]:
