@@ -56,7 +56,7 @@ def test_table1_defaults_and_energy_rules():
     assert prosocial.make("forage", energy_rule="eq9").max_health == 5
     assert prosocial.make("forage", grid_size=(5, 7), energy_rule="eq11").max_energy == 10
     assert prosocial.make("forage", max_energy=3, max_health=5).max_health == 5
-    assert ENV.observation_space.spaces["vector"].shape == (56,)
+    assert ENV.observation_space.spaces["obs"].shape == (56,)
     assert prosocial.make("forage", num_agents=3, grid_size=(3, 5)).obs_size == 15 + 3 + 2 * 20 + 15
 
 
@@ -200,7 +200,7 @@ def test_decay_helpless_for_h_steps_then_death_and_per_agent_termination():
         assert reward.tolist() == [0.0, 0.0] and term == [True, False]
         assert ev["alive"] == [0, 1] and ev["died"] == [0, 0]
         assert ints(s2.pos[1]) == [3, 0]  # DOWN off the grid: stays
-    vec = np.asarray(ENV.observe(s2)["vector"])
+    vec = np.asarray(ENV.observe(s2)["obs"])
     # Agent 1 sees agent 0 as dead: alive flag, cell, stats and distance all zero (§5.7).
     assert vec[1, 19:40].tolist() == [0.0] * 21
     assert vec[0, :19].tolist() == [0.0] * 19
@@ -322,7 +322,7 @@ def test_replacement_is_uniform_over_cells_without_living_agents_or_berries():
 def test_observation_vector_layout():
     s = state(ENV, [(0, 1), (2, 3)], energy=[4, 0], health=[8, 6], berries=[2, 0],
               berry_cells=[(1, 0), (3, 3)])
-    vec = np.asarray(ENV.observe(s)["vector"])
+    vec = np.asarray(ENV.observe(s)["obs"])
     assert vec.shape == (2, 56) and vec.dtype == np.float32
     own0 = np.eye(16)[1].tolist() + [4 / 8, 1.0, 2 / 4]
     own1 = np.eye(16)[11].tolist() + [0.0, 6 / 8, 0.0]

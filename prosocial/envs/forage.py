@@ -35,7 +35,7 @@ the episode ends when all are dead, or is truncated after ``max_steps`` steps (t
 An agent that is Helpless at s_t but eats a stored berry at phase 1 acts normally, and its
 mask allows every action.
 
-Observation (§5.7, D-35), ``{"vector": float32[N, D]}`` with D = 56 for 4 × 4 and 2 agents:
+Observation (§5.7, D-35), ``{"obs": float32[N, D]}`` with D = 56 for 4 × 4 and 2 agents:
 own cell one-hot (M·N; zeros when dead), e/E, h/H, b/B; for each other agent j in
 increasing index: alive, cell one-hot, e_j/E, h_j/H, b_j/B, d_ij/d_max (all zeros when j is
 dead; d_max = M + N − 2); the berry map (M·N bits).
@@ -161,7 +161,7 @@ class Forage(Env):
             G.agent_colours(n) // 2]))  # Helpless agents drawn at half brightness
         self.obs_size = cells + 3 + (n - 1) * (cells + 5) + cells
         self.action_space = Discrete(len(ACTION_NAMES))
-        self.observation_space = Dict({"vector": Box(0.0, 1.0, (self.obs_size,), "float32")})
+        self.observation_space = Dict({"obs": Box(0.0, 1.0, (self.obs_size,), "float32")})
 
     # ----------------------------------------------------------------- helpers
     def status(self, energy, health):
@@ -327,7 +327,7 @@ class Forage(Env):
             others = jnp.concatenate([block[self.others], near[..., None]], axis=-1)
             parts.append(others.reshape(n, -1))
         parts.append(berry)
-        return {"vector": jnp.concatenate(parts, axis=-1)}
+        return {"obs": jnp.concatenate(parts, axis=-1)}
 
     def render(self, state: ForageState) -> jax.Array:
         """uint8[M, N, 3]: berries red, agents in their colours (half brightness when
