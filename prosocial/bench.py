@@ -98,13 +98,14 @@ def time_rollout(env, num_envs: int, num_steps: int, repeats: int, seed: int, mo
     return compile_s, rates, state
 
 
-def measure(env_id: str, num_agents: int, num_envs: int, num_steps: int = 100,
+def measure(env_id: str, num_agents: int | None, num_envs: int, num_steps: int = 100,
             repeats: int = 3, seed: int = 0, modes=MODES) -> dict:
     """Per checksum mode ``{mode}_steps_per_s`` (median), ``{mode}_compile_s`` and
     ``{mode}_runs``; ``env_steps_per_s`` and ``compile_s`` of the first mode; the size of
-    the states and observations and the peak memory of the process."""
-    env = make(env_id, num_agents=num_agents)
-    result = {"env": env_id, "num_agents": num_agents, "num_envs": num_envs}
+    the states and observations and the peak memory of the process. ``num_agents=None``
+    takes the environment's default."""
+    env = _make(env_id, num_agents)
+    result = {"env": env_id, "num_agents": env.num_agents, "num_envs": num_envs}
     for mode in modes:
         compile_s, rates, state = time_rollout(env, num_envs, num_steps, repeats, seed, mode)
         result[f"{mode}_compile_s"] = compile_s
@@ -120,6 +121,10 @@ def measure(env_id: str, num_agents: int, num_envs: int, num_steps: int = 100,
     return result
 
 
+def _make(env_id: str, num_agents: int | None):
+    return make(env_id) if num_agents is None else make(env_id, num_agents=num_agents)
+
+
 def envs_main(argv=None, prog: str = "prosocial bench envs") -> None:
     """The throughput table for the ``argv`` options (``--help``)."""
     parser = argparse.ArgumentParser(
@@ -128,7 +133,9 @@ def envs_main(argv=None, prog: str = "prosocial bench envs") -> None:
                     "AutoReset), with a checksum of every observation element (full) and "
                     "of one pixel (pixel).")
     parser.add_argument("--env", default="all", help=f"one of {list_envs()} or 'all'")
-    parser.add_argument("--num-agents", type=int, default=5)
+    parser.add_argument("--num-agents", type=int, default=None,
+                        help="agents per environment (default: each environment's own, "
+                             "5 for Harvest and Cleanup, 2 for Forage)")
     parser.add_argument("--num-envs", type=int, nargs="*", default=None,
                         help="parallel environments (default: 1 64 512 2048)")
     parser.add_argument("--num-steps", type=int, default=100, help="steps per timed call")
@@ -144,7 +151,8 @@ def envs_main(argv=None, prog: str = "prosocial bench envs") -> None:
     if args.env != "all" and args.env not in list_envs():
         fail(f"--env {args.env!r} is not an environment; choose one of "
              f"{', '.join(list_envs())} or 'all'")
-    for flag, values in (("--num-agents", [args.num_agents]), ("--num-envs", args.num_envs or []),
+    agents = [] if args.num_agents is None else [args.num_agents]
+    for flag, values in (("--num-agents", agents), ("--num-envs", args.num_envs or []),
                          ("--num-steps", [args.num_steps]), ("--repeats", [args.repeats])):
         bad = [v for v in values if v < 1]
         if bad:
@@ -152,7 +160,7 @@ def envs_main(argv=None, prog: str = "prosocial bench envs") -> None:
     envs = list_envs() if args.env == "all" else [args.env]
     for env_id in envs:
         try:
-            make(env_id, num_agents=args.num_agents)
+            _make(env_id, args.num_agents)
         except ValueError as e:
             fail(f"--num-agents {args.num_agents}: {e}")
     sizes = args.num_envs or [1, 64, 512, 2048]

@@ -1,6 +1,6 @@
-"""Every motive with every learner on every registered environment that reports the motive's
-events, signals and observations (the motive's ``check``): one iteration runs, its losses are finite, the motive's diagnostics and the
-intrinsic returns are logged, and the policies change.
+"""Every motive with every learner on every registered environment whose events, signals and
+observations the motive accepts (its ``check``): one iteration runs, its losses are finite,
+the motive's diagnostics and the intrinsic returns are logged, and the policies change.
 
 The default suite runs every (motive, learner) pair on one environment (the environments
 taken in turn); ``-m slow`` runs the whole product."""

@@ -181,6 +181,30 @@ class Forage(Env):
     def _cells(self, pos) -> jax.Array:
         return pos[:, 0] * self.grid_size[1] + pos[:, 1]
 
+    @staticmethod
+    def _random_ranks(bits) -> jax.Array:
+        """int32[K]: each entry's place in a uniformly random order (0 first), from iid
+        random ``bits[K]``; ties (probability 2⁻³²) go to the lower index.
+
+        Pairwise comparisons instead of a sort: K is the number of agents, and sorts under
+        ``vmap`` are several times slower on CPU.
+        """
+        ids = jnp.arange(bits.shape[0])
+        before = (bits[None, :] > bits[:, None]) | (
+            (bits[None, :] == bits[:, None]) & (ids[None, :] < ids[:, None]))
+        return before.sum(axis=1, dtype=jnp.int32)
+
+    def _pick_cells(self, bits, free, count: int) -> jax.Array:
+        """int32[count]: distinct cells drawn one after another, each uniformly among the
+        ``free`` cells not drawn yet (the highest of iid random ``bits[M·N]``)."""
+        cells = jnp.arange(self.num_cells, dtype=jnp.int32)
+        picks = []
+        for _ in range(count):  # static and small: one argmax per pick (no sort)
+            pick = jnp.argmax(jnp.where(free, bits, 0)).astype(jnp.int32)
+            free = free & (cells != pick)
+            picks.append(pick)
+        return jnp.stack(picks)
+
     def _cell_mask(self, pos, which) -> jax.Array:
         """bool[M·N]: the cells of the agents flagged in ``which``."""
         onehot = self._cells(pos)[:, None] == jnp.arange(self.num_cells)
@@ -191,9 +215,11 @@ class Forage(Env):
         """Agents on distinct random cells with e = E, h = H, b = 0; one berry per agent on
         distinct random cells without an agent (§5.1)."""
         n, (_, cols) = self.num_agents, self.grid_size
-        cells = jax.random.permutation(key, self.num_cells)[:2 * n]
-        pos = jnp.stack([cells[:n] // cols, cells[:n] % cols], axis=-1).astype(jnp.int32)
-        berry = jnp.zeros(self.num_cells, bool).at[cells[n:]].set(True)
+        # Bits ≥ 1 so that a drawn cell (bits 0 once excluded) is never drawn again.
+        bits = jax.random.bits(key, (self.num_cells,)) | 1
+        cells = self._pick_cells(bits, jnp.ones(self.num_cells, bool), 2 * n)
+        pos = jnp.stack([cells[:n] // cols, cells[:n] % cols], axis=-1)
+        berry = jnp.any(cells[n:, None] == jnp.arange(self.num_cells), axis=0)
         return ForageState(
             pos=pos, energy=jnp.full((n,), self.max_energy, jnp.int32),
             health=jnp.full((n,), self.max_health, jnp.int32),
@@ -210,7 +236,8 @@ class Forage(Env):
     def step_state(self, key: jax.Array, state: ForageState, actions: jax.Array):
         self.check_state(state)
         actions = self.check_actions(actions)
-        key_move, key_throw, key_berry = jax.random.split(key, 3)
+        # One draw for the step: move priorities, throw order, scores of the cells.
+        bits = jax.random.bits(key, (2 * self.num_agents + self.num_cells,)) | 1
         n, big_e, big_h, cap = self.num_agents, self.max_energy, self.max_health, \
             self.berry_capacity
         ids = jnp.arange(n)
@@ -226,8 +253,8 @@ class Forage(Env):
         moving = acting & (actions < STAY)
         target = state.pos + jnp.asarray(MOVES)[actions] * moving[:, None]
         here = jnp.where(alive[:, None], state.pos, -1)
-        pos = G.resolve_moves(key_move, here, jnp.where(alive[:, None], target, -1),
-                              self.walkable)
+        pos = G.resolve_moves(None, here, jnp.where(alive[:, None], target, -1), self.walkable,
+                              priority=self._random_ranks(bits[:n]))
         pos = jnp.where(alive[:, None], pos, state.pos)
 
         # 3. Collection (reward; store or rule 3) and replacement.
@@ -238,31 +265,31 @@ class Forage(Env):
         e = jnp.where(eat_collected, big_e, e)
         berry = berry & ~self._cell_mask(pos, collected)
         free = ~berry & ~self._cell_mask(pos, alive)
-        score = jnp.where(free, jax.random.uniform(key_berry, (self.num_cells,)), -1.0)
-        _, spots = jax.lax.top_k(score, n)
+        spots = self._pick_cells(bits[2 * n:], free, n)
         placed = ids < collected.sum()
-        berry = berry | jnp.any((spots[:, None] == jnp.arange(self.num_cells)) & placed[:, None],
-                                axis=0)
+        berry = berry | jnp.any((spots[:, None] == jnp.arange(self.num_cells))
+                                & placed[:, None], axis=0)
 
         # 4. Throws, one agent at a time in a random order.
         dist = self.distances(pos)
         throwing = acting & (actions == THROW)
-        order = jax.random.permutation(key_throw, n)
+        place = self._random_ranks(bits[n:2 * n])  # agent i throws k-th where place[i] = k
 
         def throw(k, carry):
             e, h, b, given, received, failed, eat_thrown = carry
-            i = order[k]
-            me = ids == i
-            candidate = alive & ~me & (dist[i] <= self.throw_mdistance)
+            me = place == k  # one-hot of this turn's agent i
+            candidate = alive & ~me & (jnp.sum(jnp.where(me[:, None], dist, 0), axis=0)
+                                        <= self.throw_mdistance)
             mu = self.survival_score(e, h, b)
             j = jnp.argmin(jnp.where(candidate, mu * n + ids, jnp.iinfo(jnp.int32).max))
-            ok = throwing[i] & (b[i] > 0) & jnp.any(candidate)
+            tries = jnp.any(me & throwing)
+            ok = tries & jnp.any(me & (b > 0)) & jnp.any(candidate)
             to = (ids == j) & ok
             eats = to & ((h < big_h) | (b >= cap))
             b = b - (me & ok) + (to & ~eats)
             e, h = jnp.where(eats, big_e, e), jnp.where(eats, big_h, h)
-            return (e, h, b, given + (me & ok), received + to,
-                    failed + (me & throwing[i] & ~ok), eat_thrown + eats)
+            return (e, h, b, given + (me & ok), received + to, failed + (me & tries & ~ok),
+                    eat_thrown + eats)
 
         zeros = jnp.zeros((n,), jnp.int32)
         e, h, b, given, received, failed, eat_thrown = jax.lax.fori_loop(
@@ -323,8 +350,12 @@ class Forage(Env):
         if n > 1:
             rel = (self.distances(state.pos) / max(self.max_distance, 1)).astype(jnp.float32)
             block = jnp.concatenate([live[:, None], onehot, stats], axis=-1)  # [N, M·N + 4]
-            near = jnp.take_along_axis(rel, self.others, axis=1) * live[self.others]
-            others = jnp.concatenate([block[self.others], near[..., None]], axis=-1)
+            # Row i, slot k holds agent k + (k ≥ i): the others in increasing index, picked
+            # by a select between two shifted copies (XLA:CPU gathers are slow under vmap).
+            later = (np.arange(n - 1)[None, :] >= np.arange(n)[:, None])[..., None]
+            others = jnp.where(later, block[None, 1:], block[None, :-1])
+            near = jnp.where(later[..., 0], rel[:, 1:], rel[:, :-1]) * others[..., 0]
+            others = jnp.concatenate([others, near[..., None]], axis=-1)
             parts.append(others.reshape(n, -1))
         parts.append(berry)
         return {"obs": jnp.concatenate(parts, axis=-1)}
