@@ -242,7 +242,7 @@ class Forage(Env):
             self.berry_capacity
         ids = jnp.arange(n)
         e, h, b = state.energy, state.health, state.berries
-        healthy0, helpless0, alive = self.status(e, h)
+        _, helpless0, alive = self.status(e, h)
 
         # 1. Start-of-step consumption (rule 1).
         eat_start = alive & (h < big_h) & (b > 0)
