@@ -216,3 +216,33 @@ def test_motive_needs_forage_signals_and_valid_settings():
         MotiveConfig(name="ir", psi1="paper").build()
     with pytest.raises(ValueError, match="one value or one per agent"):
         ImplicitResponsibility(punishment=[0.9, 0.9, 0.9]).check(ENV, event_keys(ENV))
+
+
+@pytest.mark.slow  # compiles the whole acting path (~10–20 s on the shared CPUs)
+def test_random_rollout_through_the_acting_path():
+    """make_collect on Forage with uniformly random agents: dead agents are inactive until the
+    episode restarts, Helpless agents (mask: STAY only) store STAY (D-36), and the motive's
+    penalty is −p per violation it reports."""
+    from prosocial.envs.core import AutoReset
+    from prosocial.learners.population import Population, UniformRandom
+    from prosocial.learners.rollout import init_rollout_state, make_collect
+
+    env = AutoReset(prosocial.make("forage", max_steps=30))
+    pop = Population("agents", Layout(1, 2, (0, 1)), UniformRandom(6))
+    rs = init_rollout_state(env, (pop,), 1, 8, jax.random.PRNGKey(0), jax.random.PRNGKey(1))
+    collect = jax.jit(make_collect(env, (pop,), 64))
+    _, ro, _, _ = collect(((),), rs)
+    active, term, done = (np.asarray(x)[:, 0] for x in (ro.active, ro.terminated, ro.done))
+    mask, action = np.asarray(ro.action_mask)[:, 0], np.asarray(ro.action)[:, 0]
+    for t in range(1, 64):  # active = not terminated earlier in the same episode
+        expected = np.where(done[t - 1][:, None], True, active[t - 1] & ~term[t - 1])
+        assert np.array_equal(active[t], expected), t
+    assert (~active).any() and term.any()  # random agents starve within 30 steps
+    stay_only = mask.sum(-1) == 1
+    assert stay_only.any() and np.all(action[stay_only] == STAY)
+    assert np.all(mask[..., STAY])
+    motive = MotiveConfig(name="ir").build()
+    out = motive.shaping(ro.signals)
+    np.testing.assert_allclose(out["penalty"], -0.9 * out["violated"].sum(-1), rtol=1e-6)
+    # Only agents alive at s_t can be responsible, so inactive agents are never charged.
+    assert not np.any(np.asarray(out["penalty"])[~np.asarray(ro.active)])
