@@ -142,7 +142,7 @@ def envs_main(argv=None, prog: str = "prosocial bench envs") -> None:
     parser.add_argument("--env", default="all", help=f"one of {list_envs()} or 'all'")
     parser.add_argument("--num-agents", type=int, default=None,
                         help="agents per environment (default: each environment's own, e.g. "
-                             "5 in Harvest, 2 in Coins)")
+                             "5 in Harvest, 2 in Coins and Forage)")
     parser.add_argument("--num-envs", type=int, nargs="*", default=None,
                         help="parallel environments (default: 1 64 512 2048)")
     parser.add_argument("--num-steps", type=int, default=100, help="steps per timed call")

@@ -29,7 +29,8 @@ RENDER_SHAPES = {"harvest": (16 * 8, 38 * 8, 3), "cleanup": (25 * 8, 18 * 8, 3),
                  "bimatrix": (4 * 8, 4 * 8, 3), "bimatrix-constrained": (4 * 8, 4 * 8, 3),
                  "coop_bimatrix_3": (4 * 8, 7 * 8, 3), "ipd": (2 * 8, 2 * 8, 3),
                  "ipd-lola": (2 * 8, 2 * 8, 3), "stag-hunt": (2 * 8, 2 * 8, 3),
-                 "chicken": (2 * 8, 2 * 8, 3), "matching-pennies": (2 * 8, 2 * 8, 3)}
+                 "chicken": (2 * 8, 2 * 8, 3), "matching-pennies": (2 * 8, 2 * 8, 3),
+                 "forage": (4 * 8, 4 * 8, 3)}
 
 
 @functools.cache
@@ -66,7 +67,7 @@ def test_parallel_api(env_id):
     pz = PettingZooEnv(_env(env_id), render_mode="rgb_array")
     parallel_api_test(pz, num_cycles=MAX_STEPS + 5)
     assert pz.agents == []  # the episode ended inside the test
-    assert pz.possible_agents == [f"agent_{i}" for i in range(pz.env.num_agents)]
+    assert pz.possible_agents == [f"agent_{i}" for i in range(_env(env_id).num_agents)]
     assert pz.metadata["name"] == f"prosocial_{env_id}"
     assert pz.metadata["render_modes"] == ["rgb_array"]
 
@@ -97,28 +98,51 @@ CONTRACT_VALUES = {"harvest": _ssd_values, "cleanup": _ssd_values, "coins": _coi
                    "coin-game-2coin": _coins_values}
 
 
-@pytest.mark.parametrize("env_id", sorted(CONTRACT_VALUES))
+@pytest.mark.parametrize("env_id", sorted(CONTRACT_VALUES) + ["forage"])
 def test_same_seed_same_episode_and_contract_values(env_id):
-    """Whole episodes: identical under the same seed, in the spaces, rewards = events (§1.8)."""
+    """Whole episodes: identical under the same seed, in the spaces, rewards = events (§1.8,
+    §4.2; Forage §5.4: r_b per berry, agents leave when they die)."""
     pz1, pz2 = PettingZooEnv(_env(env_id)), PettingZooEnv(_env(env_id))
     first1, steps1 = _episode(pz1, seed=7, action_seed=0)
     first2, steps2 = _episode(pz2, seed=7, action_seed=0)
     assert _same((first1, steps1), (first2, steps2))
-    assert len(steps1) == MAX_STEPS
-    for t, (actions, (obs, rewards, terminations, truncations, infos)) in enumerate(steps1):
-        last = t == MAX_STEPS - 1
-        for a in pz1.possible_agents:
-            assert pz1.observation_space(a).contains(obs[a])
-            assert type(rewards[a]) is float
-            assert terminations[a] is False and truncations[a] is last
-            events = infos[a]
-            assert all(type(v) is int for v in events.values())
-            CONTRACT_VALUES[env_id](a, obs, actions, rewards, events, pz1.possible_agents)
+    if env_id == "forage":
+        _check_forage_episode(pz1, steps1)
+    else:
+        _check_fixed_length_episode(pz1, steps1, CONTRACT_VALUES[env_id])
     # Without a seed, reset carries on the seeded key chain: reproducible, yet a new episode.
     again1, again2 = pz1.reset(), pz2.reset()
     assert _same(again1, again2)
     assert not _same(again1[0], first1[0])
     assert not _same(pz1.reset(seed=8)[0], first1[0])
+
+
+def _check_forage_episode(pz, steps):
+    """Agents leave ``agents`` on the step they die; rewards are r_b per collected berry."""
+    live = list(pz.possible_agents)
+    for t, (actions, (obs, rewards, terminations, truncations, infos)) in enumerate(steps):
+        assert sorted(actions) == sorted(live) == sorted(obs)
+        for a in live:
+            assert pz.observation_space(a).contains(obs[a])
+            assert rewards[a] == pytest.approx(0.1 * infos[a]["berries_collected"])
+            assert terminations[a] is bool(infos[a]["died"])
+            assert truncations[a] is (t == MAX_STEPS - 1)
+        live = [a for a in live if not (terminations[a] or truncations[a])]
+    assert live == [] and (len(steps) == MAX_STEPS or all(terminations.values()))
+
+
+def _check_fixed_length_episode(pz, steps, values):
+    """Games that end by time limit only: every agent every step, ``values`` per agent."""
+    assert len(steps) == MAX_STEPS
+    for t, (actions, (obs, rewards, terminations, truncations, infos)) in enumerate(steps):
+        last = t == MAX_STEPS - 1
+        for a in pz.possible_agents:
+            assert pz.observation_space(a).contains(obs[a])
+            assert type(rewards[a]) is float
+            assert terminations[a] is False and truncations[a] is last
+            events = infos[a]
+            assert all(type(v) is int for v in events.values())
+            values(a, obs, actions, rewards, events, pz.possible_agents)
 
 
 def test_registry_entry_point():

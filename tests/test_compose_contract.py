@@ -1,6 +1,6 @@
-"""Every motive with every learner on every registered environment that reports the motive's
-events: one iteration runs, its losses are finite, the motive's diagnostics and the
-intrinsic returns are logged, and the policies change.
+"""Every motive with every learner on every registered environment whose events, signals and
+observations the motive accepts (its ``check``): one iteration runs, its losses are finite,
+the motive's diagnostics and the intrinsic returns are logged, and the policies change.
 
 The default suite runs every (motive, learner) pair on one environment (the environments
 taken in turn); ``-m slow`` runs the whole product."""
@@ -25,14 +25,12 @@ NET = NetConfig(conv_filters=2, hidden_sizes=(4,), lstm_size=4)
 LEARNERS = {"ppo": lambda: PPO(PPOConfig(seq_len=4, num_epochs=1, num_minibatches=1)),
             "a2c": lambda: A2C(A2CConfig(lr=1e-3))}
 DIAGNOSTICS = {"none": (), "collective": (), "ia": ("inequity_aversion_reward",),
-               "si": ("influence_reward", "moa_accuracy", "moa_loss")}
+               "si": ("influence_reward", "moa_accuracy", "moa_loss"),
+               "ir": ("ir_penalty", "ir_violations", "ir_satisfactions", "ir_opened")}
 
 
-def _supports(env_id: str, name: str) -> bool:
-    """The motive's own check accepts the environment (its events and observations)."""
-    env = prosocial.make(env_id, num_agents=2, max_steps=6)
-    motive = MotiveConfig(name=name, moa_lstm_size=4, moa_hidden_sizes=(4,),
-                          influence_schedule=((0, 1.0),)).build()
+def _supports(motive, env) -> bool:
+    """The motive's own check accepts the environment (events, signals, observations)."""
     try:
         motive.check(env, event_keys(env))
     except ValueError:
@@ -46,7 +44,10 @@ def combinations():
     envs = [e for e in prosocial.list_envs() if "num_agents" in env_parameters(e)
             and len(prosocial.make(e, num_agents=2).roles) == 1]
     for m, name in enumerate(MOTIVES):
-        supported = [env_id for env_id in envs if _supports(env_id, name)]
+        motive = MotiveConfig(name=name, moa_lstm_size=4, moa_hidden_sizes=(4,),
+                              influence_schedule=((0, 1.0),)).build()
+        supported = [env_id for env_id in envs
+                     if _supports(motive, prosocial.make(env_id, num_agents=2, max_steps=6))]
         for n, learner in enumerate(LEARNERS):
             for k, env_id in enumerate(supported):
                 marks = () if k == (m + n) % len(supported) else (pytest.mark.slow,)

@@ -8,6 +8,7 @@ from prosocial.envs.bimatrix import Bimatrix, ConstrainedBimatrix
 from prosocial.envs.cleanup import Cleanup
 from prosocial.envs.coins import CoinGame2Coin, CoinGameLOLA, Coins, CoinsTorus
 from prosocial.envs.core import Env
+from prosocial.envs.forage import Forage
 from prosocial.envs.harvest import Harvest
 from prosocial.envs.matrix_games import MATRIX_GAMES
 from prosocial.envs.nmatrix import NMatrix
@@ -16,7 +17,7 @@ _REGISTRY: dict[str, type[Env]] = {
     "harvest": Harvest, "cleanup": Cleanup, "coins": Coins, "coins-torus": CoinsTorus,
     "coin-game-lola": CoinGameLOLA, "coin-game-2coin": CoinGame2Coin,
     "bimatrix": Bimatrix, "bimatrix-constrained": ConstrainedBimatrix,
-    "coop_bimatrix_3": NMatrix, **MATRIX_GAMES,
+    "coop_bimatrix_3": NMatrix, **MATRIX_GAMES, "forage": Forage,
 }
 
 

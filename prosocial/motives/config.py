@@ -7,16 +7,17 @@ from typing import Literal
 
 from prosocial.motives.base import Motive
 
-MOTIVES = ("none", "collective", "ia", "si")
+MOTIVES = ("none", "collective", "ia", "si", "ir")
 
 
 @dataclass(frozen=True)
 class MotiveConfig:
     """The social motive shaping the agents' learning rewards (specs.md §9)."""
 
-    name: Literal["none", "collective", "ia", "si"] = "none"
-    """none (extrinsic only), collective (§9.2), ia (inequity aversion, §9.3) or si (social
-    influence with a model of other agents, §9.4)."""
+    name: Literal["none", "collective", "ia", "si", "ir"] = "none"
+    """none (extrinsic only), collective (§9.2), ia (inequity aversion, §9.3), si (social
+    influence with a model of other agents, §9.4) or ir (implicit responsibility, Forage
+    Survival only, §5.6 and §9.8)."""
     alpha: float = 0.0
     """IA: weight α of disadvantageous inequity (envy)."""
     beta: float = 0.05
@@ -48,6 +49,19 @@ class MotiveConfig:
     """SI: widths of the MOA tower on the shared convolution."""
     ref_aux_losses_detached: bool = False
     """SI: reproduce the reference's never-trained MOA (specs B-01)."""
+    responsibility_punishment: float = 0.9
+    """IR: p, subtracted from i's reward for each violated responsibility ([COLLINS] Table 1
+    lists −0.9); 0 only records the responsibility diagnostics."""
+    psi1: Literal["helpless", "alg1", "eq2_eq3"] = "helpless"
+    """IR: ψ1 (j depends on help): j Helpless (D-29), Algorithm 1 line 9 as printed, or
+    eqs. 2–3 (0 < h_j < H)."""
+    psi2_strict: bool = False
+    """IR: ψ2 (a) needs ω_i > E (App. C eq. 13) instead of ω_i ≥ E (eq. 4)."""
+    psi2_require_time: bool = True
+    """IR: ψ2 (b) also needs h_j > d_ij − D (App. C eq. 16: j lives until i arrives)."""
+    penalise_open_responsibility: bool = False
+    """IR: also charge p on every step a responsibility is open (Algorithm 1 lines 22–23 read
+    literally, D-30); by default only violations are charged."""
 
     def __post_init__(self):
         if self.name not in MOTIVES:
@@ -70,4 +84,10 @@ class MotiveConfig:
             from prosocial.motives.influence import SocialInfluence
 
             return SocialInfluence(self)
+        if self.name == "ir":
+            from prosocial.motives.responsibility import ImplicitResponsibility
+
+            return ImplicitResponsibility(self.responsibility_punishment, self.psi1,
+                                          self.psi2_strict, self.psi2_require_time,
+                                          self.penalise_open_responsibility)
         return Motive()
