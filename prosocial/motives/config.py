@@ -7,16 +7,17 @@ from typing import Literal
 
 from prosocial.motives.base import Motive
 
-MOTIVES = ("none", "collective", "ia", "si")
+MOTIVES = ("none", "collective", "ia", "si", "scm")
 
 
 @dataclass(frozen=True)
 class MotiveConfig:
     """The social motive shaping the agents' learning rewards (specs.md §9)."""
 
-    name: Literal["none", "collective", "ia", "si"] = "none"
-    """none (extrinsic only), collective (§9.2), ia (inequity aversion, §9.3) or si (social
-    influence with a model of other agents, §9.4)."""
+    name: Literal["none", "collective", "ia", "si", "scm"] = "none"
+    """none (extrinsic only), collective (§9.2), ia (inequity aversion, §9.3), si (social
+    influence with a model of other agents, §9.4) or scm (social curiosity module: SI plus
+    a curiosity reward, §9.5)."""
     alpha: float = 0.0
     """IA: weight α of disadvantageous inequity (envy)."""
     beta: float = 0.05
@@ -47,7 +48,17 @@ class MotiveConfig:
     moa_hidden_sizes: tuple[int, ...] = (32, 32)
     """SI: widths of the MOA tower on the shared convolution."""
     ref_aux_losses_detached: bool = False
-    """SI: reproduce the reference's never-trained MOA (specs B-01)."""
+    """SI, SCM: reproduce the reference's never-trained MOA and SCM models (specs B-01)."""
+    scm_loss_weight: float = 1.0
+    """SCM: weight of the forward and inverse models' loss (SSD scripts)."""
+    scm_forward_vs_inverse_loss_weight: float = 0.5
+    """SCM: w in w·L_F + (1 − w)·L_I, in [0, 1] (SSD scripts; its file default 0.2)."""
+    curiosity_reward_weight: float = 0.001
+    """SCM: weight of the curiosity reward (SSD scripts, no schedule)."""
+    curiosity_reward_clip: float = 10.0
+    """SCM: the curiosity reward is clipped to [−clip, clip]."""
+    scm_hidden_size: int = 32
+    """SCM: width of the forward and inverse models' tanh layer."""
 
     def __post_init__(self):
         if self.name not in MOTIVES:
@@ -70,4 +81,8 @@ class MotiveConfig:
             from prosocial.motives.influence import SocialInfluence
 
             return SocialInfluence(self)
+        if self.name == "scm":
+            from prosocial.motives.curiosity import SocialCuriosity
+
+            return SocialCuriosity(self)
         return Motive()
