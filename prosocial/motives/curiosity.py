@@ -164,7 +164,8 @@ class CuriosityModel:
 
         def one(key):
             kc, kf0, kf1, ki0, ki1 = jax.random.split(key, 5)
-            conv = jax.nn.initializers.glorot_uniform(in_axis=(0, 1, 2), out_axis=3)
+            # Keras's fans for a conv kernel [k, k, C, F]: k·k·C in, k·k·F out
+            conv = jax.nn.initializers.glorot_uniform()
             return {
                 "encoder": {"kernel": conv(kc, (k, k, c, self.filters), jnp.float32),
                             "bias": jnp.zeros((self.filters,), jnp.float32)},
@@ -327,12 +328,12 @@ class SocialCuriosity(SocialInfluence):
 
     # --- loss ----------------------------------------------------------------------------
 
-    def loss(self, params, mb, view):
-        """The MOA's cross-entropy (``moa_loss`` [P], as SI's) and the SCM loss
-        (:func:`scm_loss`; ``scm_forward_loss``, ``scm_inverse_loss`` [P]), weighted and
-        summed over the parameter sets. One MOA unroll gives both the MOA's predictions
-        and the hidden states u the SCM reads (under a stop-gradient)."""
-        cfg, moa, scm = self.cfg, self.moa, self.scm
+    def transition_losses(self, params, mb, view):
+        """On training sequences ``[P, B, L]``: the MOA's cross-entropy ``[P]`` (as SI's) and
+        the SCM's L_F and L_I ``[P, B, L]`` of the transition into each step (meaningless
+        where an episode starts). One MOA unroll gives both the MOA's predictions and the
+        hidden states u the SCM reads (under a stop-gradient)."""
+        moa, scm = self.moa, self.scm
         mp, sp = params["moa"], params["scm"]
         moa_carry0, prev = mb["initial_carry"]
         own_first = mb["own_first_actions"]  # [P, B, L, N]
@@ -360,6 +361,15 @@ class SocialCuriosity(SocialInfluence):
         c = flat(previous(prev["influence"], mb["influence"]))
         lf = surprise(after, scm.forward(sp, before, actions, h, c)).reshape(p, b, length)
         li = inverse_error(c, scm.inverse(sp, before, after, actions, h)).reshape(p, b, length)
+        return moa_loss, lf, li
+
+    def loss(self, params, mb, view):
+        """``moa_loss_weight`` × the MOA's cross-entropy (``moa_loss`` [P]) + ``scm_loss_weight``
+        × :func:`scm_loss` (``scm_loss`` [P]) over the valid steps that do not start an
+        episode, summed over the parameter sets; ``scm_forward_loss`` and
+        ``scm_inverse_loss`` [P] are its two means."""
+        cfg = self.cfg
+        moa_loss, lf, li = self.transition_losses(params, mb, view)
         weights = view.mask & ~view.starts
         scm_total = scm_loss(lf, li, weights, cfg.scm_forward_vs_inverse_loss_weight)
         total = cfg.moa_loss_weight * moa_loss.sum() + cfg.scm_loss_weight * scm_total.sum()
