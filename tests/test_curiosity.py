@@ -315,8 +315,12 @@ def test_training_loss_recomputes_the_rollouts_transitions(rec):
     params = rec.ps.motive_params
     hand = by_hand(rec, params)
     starts = np.asarray(rec.record.starts)
-    losses = jax.jit(lambda params, mb, features, starts, mask: rec.motive.transition_losses(
-        params, mb, PolicyView(features=features, starts=starts, mask=mask)))
+    def jitted(method):
+        return jax.jit(lambda params, mb, features, starts, mask: method(
+            params, mb, PolicyView(features=features, starts=starts, mask=mask)))
+
+    losses, scm_loss_terms = jitted(rec.motive.transition_losses), jitted(rec.motive.loss)
+    si_loss = jitted(rec.si.loss)
     for k, part in enumerate(rec.rollouts):
         mb, view = sequences(rec, part)
         moa_loss, lf, li = losses(params, mb, view.features, view.starts, view.mask)
@@ -328,9 +332,9 @@ def test_training_loss_recomputes_the_rollouts_transitions(rec):
             assert_close(lf[t], hand.lf[g - 1], tol=2e-5)
             assert_close(li[t], hand.li[g - 1], tol=2e-5)
         si_mb = dict(mb, initial_carry=mb["initial_carry"][0])
-        _, terms = rec.si.loss(params["moa"], si_mb, view)
+        _, terms = si_loss(params["moa"], si_mb, view.features, view.starts, view.mask)
         assert_close(moa_loss, terms["moa_loss"], tol=1e-6)
-        total, terms = rec.motive.loss(params, mb, view)
+        total, terms = scm_loss_terms(params, mb, view.features, view.starts, view.mask)
         weights = np.asarray(view.mask & ~view.starts)
         want = (0.5 * (lf + li) * to_time(weights)).sum(axis=(0, 2)) / to_time(weights).sum(
             axis=(0, 2))
@@ -350,30 +354,34 @@ def test_scm_gradients_reach_its_models_not_the_moa_or_the_policy(rec):
         **params["scm"]["inverse_1"], "bias": jnp.ones_like(params["scm"]["inverse_1"]["bias"])}}}
     norm = lambda tree: float(sum(jnp.sum(x * x) for x in jax.tree.leaves(tree)))  # noqa: E731
 
-    def grads(motive, which):
-        def loss(params, policy_params):
-            features = nets.conv_features(NET, policy_params, {"rgb": rgb})
-            moa_loss, lf, li = motive.transition_losses(params, mb, dataclasses.replace(
-                view, features=features))
-            weights = view.mask & ~view.starts
-            parts = {"moa": moa_loss.sum(), "scm": scm_loss(lf, li, weights, 0.5).sum(),
-                     "total": motive.loss(params, mb, dataclasses.replace(
-                         view, features=features))[0]}
-            return parts[which]
+    weights = view.mask & ~view.starts
 
-        return jax.grad(loss, argnums=(0, 1))(params, rec.ps.params)
+    def losses(motive, params, policy_params):
+        v = dataclasses.replace(view, features=nets.conv_features(NET, policy_params,
+                                                                  {"rgb": rgb}))
+        if motive.cfg.ref_aux_losses_detached:
+            return motive.loss(params, mb, v)[0]
+        moa_loss, lf, li = motive.transition_losses(params, mb, v)
+        return jnp.stack([moa_loss.sum(), scm_loss(lf, li, weights, 0.5).sum()])
 
-    g, policy = grads(rec.motive, "scm")
+    g, policy = jax.jit(jax.jacrev(partial(losses, rec.motive), argnums=(0, 1)))(
+        params, rec.ps.params)
+    row = lambda tree, i: jax.tree.map(lambda x: x[i], tree)  # noqa: E731
+    # the SCM loss: its own models only (stop-gradient on u; c is data)
+    g_scm = row(g, 1)
     for name in ("encoder", "forward_0", "forward_1", "inverse_0", "inverse_1"):
-        assert norm(g["scm"][name]) > 0.0, name
-    assert norm(g["moa"]) == 0.0 and norm(policy) == 0.0  # stop-gradient on u; c is data
-    g, policy = grads(rec.motive, "moa")
-    assert norm(g["moa"]) > 0.0 and norm(policy["conv"]) > 0.0 and norm(g["scm"]) == 0.0
+        assert norm(g_scm["scm"][name]) > 0.0, name
+    assert norm(g_scm["moa"]) == 0.0 and norm(row(policy, 1)) == 0.0
+    # the MOA loss: the MOA and the policy's shared conv, not the SCM
+    g_moa = row(g, 0)
+    assert norm(g_moa["moa"]) > 0.0 and norm(row(policy, 0)["conv"]) > 0.0
+    assert norm(g_moa["scm"]) == 0.0
     # B-01: the reference's models never train
     detached = SocialCuriosity(dataclasses.replace(CFG, ref_aux_losses_detached=True))
     detached.check(rec.env, event_keys(rec.env))
     detached.scm = rec.motive.scm
-    g, policy = grads(detached, "total")
+    g, policy = jax.jit(jax.grad(partial(losses, detached), argnums=(0, 1)))(
+        params, rec.ps.params)
     assert norm(g) == 0.0 and norm(policy) == 0.0
 
 

@@ -370,7 +370,7 @@ class SocialCuriosity(SocialInfluence):
         ``scm_inverse_loss`` [P] are its two means."""
         cfg = self.cfg
         moa_loss, lf, li = self.transition_losses(params, mb, view)
-        weights = view.mask & ~view.starts
+        weights = jnp.logical_and(view.mask, jnp.logical_not(view.starts))
         scm_total = scm_loss(lf, li, weights, cfg.scm_forward_vs_inverse_loss_weight)
         total = cfg.moa_loss_weight * moa_loss.sum() + cfg.scm_loss_weight * scm_total.sum()
         if cfg.ref_aux_losses_detached:
