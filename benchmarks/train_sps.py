@@ -1,7 +1,7 @@
 """End-to-end training throughput: env steps per second of iterations (collect + update).
 
     python benchmarks/train_sps.py --env cleanup --num-agents 5 --num-envs 128 --num-steps 128
-    python benchmarks/train_sps.py ... --motive ia     # or si: the cost of a motive
+    python benchmarks/train_sps.py ... --motive ia     # or si, scm: the cost of a motive
     python benchmarks/train_sps.py ... --learner a2c   # A2C with V-trace instead of PPO
 
 One iteration collects num_envs × num_steps env steps with the SSD network (conv 6@3×3 →
@@ -29,7 +29,7 @@ def main(argv=None) -> None:
     from prosocial.learners.population import all_agents
     from prosocial.learners.ppo import PPO, PPOConfig
     from prosocial.learners.runner import Runner
-    from prosocial.motives.config import MotiveConfig
+    from prosocial.motives.config import MOTIVES, MotiveConfig
     from prosocial.nets import NetConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -46,8 +46,9 @@ def main(argv=None) -> None:
     parser.add_argument("--num-seeds", type=int, default=1)
     parser.add_argument("--loop", default="auto", choices=["auto", "python", "scan"])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--motive", default="none", choices=["none", "collective", "ia", "si"],
-                        help="social motive (SI with its |A| counterfactual MOA steps)")
+    parser.add_argument("--motive", default="none", choices=list(MOTIVES),
+                        help="social motive (SI with its |A| counterfactual MOA steps; SCM "
+                             "adds its encoder, forward and inverse models)")
     args = parser.parse_args(argv)
 
     env = make(args.env, num_agents=args.num_agents)

@@ -26,6 +26,8 @@ LEARNERS = {"ppo": lambda: PPO(PPOConfig(seq_len=4, num_epochs=1, num_minibatche
             "a2c": lambda: A2C(A2CConfig(lr=1e-3))}
 DIAGNOSTICS = {"none": (), "collective": (), "ia": ("inequity_aversion_reward",),
                "si": ("influence_reward", "moa_accuracy", "moa_loss"),
+               "scm": ("influence_reward", "moa_accuracy", "moa_loss", "curiosity_reward",
+                       "scm_loss"),
                "ir": ("ir_penalty", "ir_violations", "ir_satisfactions", "ir_opened")}
 
 

@@ -15,6 +15,8 @@ SCHEDULES = {
     "ssd/harvest/baseline": (0.000687, 0.00136, 0.000028),
     "ssd/cleanup/moa": (0.00176, 0.00126, 0.000012),
     "ssd/harvest/moa": (0.00223, 0.0012, 0.000044),
+    "ssd/cleanup/scm": (0.00176, 0.00126, 0.000012),
+    "ssd/harvest/scm": (0.00223, 0.0012, 0.000044),
     "emurel/cleanup/baseline": (0.00176, 0.00126, 0.000012),
     "emurel/harvest-ppo/baseline": (0.000687, 0.00136, 0.000028),
     "emurel/harvest-a3c/baseline": (0.00223, 0.0012, 0.000044),
@@ -66,7 +68,7 @@ def test_preset_matches_the_specs(name):
     assert rule.ent_coef == entropy
     assert rule.lr_schedule == ((0.0, lr0), (2e7, lr1))
     if cfg.learner == "ppo":
-        moa_script = name.startswith("ssd/") and name.endswith("/moa")
+        moa_script = name.startswith("ssd/") and name.endswith(("/moa", "/scm"))
         batch = 192_000 if moa_script else 96_000
         assert cfg.num_envs * cfg.num_steps == batch
         assert cfg.num_envs * cfg.num_steps // cfg.ppo.num_minibatches == batch // 4
@@ -113,3 +115,28 @@ def test_quick_preset():
     assert (cfg.env, cfg.num_agents, cfg.max_steps, cfg.total_steps) == ("harvest", 5, 100,
                                                                          200_000)
     assert cfg.num_envs * cfg.num_steps == 1600 and cfg.learner == "ppo"
+
+
+@pytest.mark.parametrize("name, loss_weight, reward_weight", [
+    ("ssd/cleanup/scm", 0.06663557, 1.0), ("ssd/harvest/scm", 0.091650628, 2.521)])
+def test_social_curiosity_presets(name, loss_weight, reward_weight):
+    """§8.5: the SCM scripts are the MOA scripts (batch 192 000, minibatch 48 000, 4 seeds,
+    the game's MOA extras) plus scm_loss_weight 1, forward-vs-inverse 0.5 (not the file
+    default 0.2), curiosity weight 0.001 without schedule, curiosity clip 10."""
+    cfg = preset(name)
+    m = cfg.motive
+    assert (m.name, m.moa_loss_weight, m.influence_reward_weight) == ("scm", loss_weight,
+                                                                       reward_weight)
+    assert m.influence_schedule == ((0.0, 0.0), (1e7, 0.0), (1e8, 1.0), (3e8, 0.5))
+    assert (m.influence_reward_clip, m.influence_divergence) == (10.0, "kl")
+    assert m.influence_only_when_visible and m.train_moa_only_when_visible
+    assert (m.scm_loss_weight, m.scm_forward_vs_inverse_loss_weight,
+            m.curiosity_reward_weight, m.curiosity_reward_clip) == (1.0, 0.5, 0.001, 10.0)
+    assert (m.moa_lstm_size, m.moa_hidden_sizes, m.scm_hidden_size) == (128, (32, 32), 32)
+    assert not m.ref_aux_losses_detached
+    assert cfg.num_envs * cfg.num_steps == 192_000 and cfg.ppo.num_minibatches == 4
+    assert cfg.num_seeds == 4
+    moa = preset(name.replace("/scm", "/moa"))
+    # everything else as the MOA script
+    without_motive = lambda c: {k: v for k, v in to_dict(c).items() if k != "motive"}  # noqa: E731
+    assert without_motive(cfg) == without_motive(moa)

@@ -7,17 +7,18 @@ from typing import Literal
 
 from prosocial.motives.base import Motive
 
-MOTIVES = ("none", "collective", "ia", "si", "ir")
+MOTIVES = ("none", "collective", "ia", "si", "scm", "ir")
 
 
 @dataclass(frozen=True)
 class MotiveConfig:
     """The social motive shaping the agents' learning rewards (specs.md §9)."""
 
-    name: Literal["none", "collective", "ia", "si", "ir"] = "none"
+    name: Literal["none", "collective", "ia", "si", "scm", "ir"] = "none"
     """none (extrinsic only), collective (§9.2), ia (inequity aversion, §9.3), si (social
-    influence with a model of other agents, §9.4) or ir (implicit responsibility, Forage
-    Survival only, §5.6 and §9.8)."""
+    influence with a model of other agents, §9.4), scm (social curiosity module: SI plus
+    a curiosity reward, §9.5) or ir (implicit responsibility, Forage Survival only, §5.6
+    and §9.8)."""
     alpha: float = 0.0
     """IA: weight α of disadvantageous inequity (envy)."""
     beta: float = 0.05
@@ -48,7 +49,17 @@ class MotiveConfig:
     moa_hidden_sizes: tuple[int, ...] = (32, 32)
     """SI: widths of the MOA tower on the shared convolution."""
     ref_aux_losses_detached: bool = False
-    """SI: reproduce the reference's never-trained MOA (specs B-01)."""
+    """SI, SCM: reproduce the reference's never-trained MOA and SCM models (specs B-01)."""
+    scm_loss_weight: float = 1.0
+    """SCM: weight of the forward and inverse models' loss (SSD scripts)."""
+    scm_forward_vs_inverse_loss_weight: float = 0.5
+    """SCM: w in w·L_F + (1 − w)·L_I, in [0, 1] (SSD scripts; its file default 0.2)."""
+    curiosity_reward_weight: float = 0.001
+    """SCM: weight of the curiosity reward (SSD scripts, no schedule)."""
+    curiosity_reward_clip: float = 10.0
+    """SCM: the curiosity reward is clipped to [−clip, clip]."""
+    scm_hidden_size: int = 32
+    """SCM: width of the forward and inverse models' tanh layer."""
     responsibility_punishment: float = 0.9
     """IR: p, subtracted from i's reward for each violated responsibility ([COLLINS] Table 1
     lists −0.9); 0 only records the responsibility diagnostics."""
@@ -84,6 +95,10 @@ class MotiveConfig:
             from prosocial.motives.influence import SocialInfluence
 
             return SocialInfluence(self)
+        if self.name == "scm":
+            from prosocial.motives.curiosity import SocialCuriosity
+
+            return SocialCuriosity(self)
         if self.name == "ir":
             from prosocial.motives.responsibility import ImplicitResponsibility
 

@@ -1,9 +1,9 @@
-"""The SSD run scripts (specs.md §8.5; presets ``ssd/{cleanup,harvest}/{baseline,moa}``).
+"""The SSD run scripts (specs.md §8.5; presets ``ssd/{cleanup,harvest}/{baseline,moa,scm}``).
 
 PPO as RLlib 0.8.5 ran it for SSD (§8.2, §8.3): 6 workers × 16 envs × 1000-step fragments
-= 96 000-step batches (32 envs per worker, 192 000, for the MOA scripts), minibatch a quarter
-of the batch, 10 epochs, clip 0.3, value clip 10, adaptive KL from 0.2 to target 0.01, value
-coefficient 1e-4, GAE λ = 1, grad clip 40, the game's entropy and learning-rate schedule,
+= 96 000-step batches (32 envs per worker, 192 000, for the MOA and SCM scripts), minibatch a
+quarter of the batch, 10 epochs, clip 0.3, value clip 10, adaptive KL from 0.2 to target 0.01,
+value coefficient 1e-4, GAE λ = 1, grad clip 40, the game's entropy and learning-rate schedule,
 5×10⁸ steps; the reference environment flags of the game except ``ref_beam_order_by_id``,
 and the horizon as a terminal state (B-20).
 """
@@ -47,6 +47,15 @@ def si_motive(env: str) -> MotiveConfig:
                         influence_reward_weight=reward_weight)
 
 
+def scm_motive(env: str) -> MotiveConfig:
+    """The social curiosity module: SI as :func:`si_motive` plus ``scm_loss_weight`` 1,
+    forward-vs-inverse weight 0.5, curiosity reward weight 0.001 (no schedule), clip 10
+    (specs.md §8.5, both games)."""
+    return dataclasses.replace(si_motive(env), name="scm", scm_loss_weight=1.0,
+                               scm_forward_vs_inverse_loss_weight=0.5,
+                               curiosity_reward_weight=0.001, curiosity_reward_clip=10.0)
+
+
 def baseline(env: str) -> TrainConfig:
     return ppo(env, *BASELINE[env])
 
@@ -56,6 +65,11 @@ def moa(env: str) -> TrainConfig:
     return ppo(env, *MOA[env], num_envs=192, num_seeds=4, motive=si_motive(env))
 
 
+def scm(env: str) -> TrainConfig:
+    """SSD's SCM scripts: the MOA scripts' PPO (batch 192 000, minibatch 48 000, 4 seeds)."""
+    return ppo(env, *MOA[env], num_envs=192, num_seeds=4, motive=scm_motive(env))
+
+
 PRESETS = {f"ssd/{env}/{name}": (lambda env=env, build=build: build(env))
            for env in ("cleanup", "harvest") for name, build in (("baseline", baseline),
-                                                                   ("moa", moa))}
+                                                                   ("moa", moa), ("scm", scm))}
