@@ -173,7 +173,9 @@ def init_params(cfg: NetConfig, key: jax.Array, obs_space, num_actions: int) -> 
         if h < k or w < k:
             raise ValueError(f"'rgb' observation {h}×{w} is smaller than the {k}×{k} kernel")
         params["conv"] = {
-            "kernel": jax.nn.initializers.glorot_uniform(in_axis=(0, 1, 2), out_axis=3)(
+            # Keras's Conv2D fans: fan_in = k·k·C, fan_out = k·k·F (the receptive field
+            # counts on both sides; JAX's defaults for a [k, k, C, F] kernel agree).
+            "kernel": jax.nn.initializers.glorot_uniform()(
                 next(keys), (k, k, c, f), jnp.float32),
             "bias": jnp.zeros((f,), jnp.float32)}
         width = (h - k + 1) * (w - k + 1) * f
@@ -344,10 +346,16 @@ def lstm_cell(params: Params, carry: Carry, gates_x: jax.Array) -> tuple[Carry, 
     """
     c, h = carry
     gates = gates_x + jnp.einsum("pbh,phg->pbg", h, params["lstm"]["recurrent_kernel"])
+    c, h = lstm_update(gates, c)
+    return (c, h), h
+
+
+def lstm_update(gates: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The LSTM's state update from its summed gates [..., 4H] (order i, f, g, o) and the
+    previous cell state [..., H]: returns (c', h')."""
     i, f, g, o = jnp.split(gates, 4, axis=-1)
     c = _sigmoid(f) * c + _sigmoid(i) * jnp.tanh(g)
-    h = _sigmoid(o) * jnp.tanh(c)
-    return (c, h), h
+    return c, _sigmoid(o) * jnp.tanh(c)
 
 
 def _lstm_scan_fwd_impl(kernel, gates_x, carry, starts):

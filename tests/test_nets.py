@@ -159,3 +159,13 @@ def test_init_params_builds_its_layers_with_the_shared_initialisers():
     assert jax.tree.structure(params) == jax.tree.structure(want)
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(want), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_conv_kernel_is_glorot_uniform_with_keras_fans():
+    cfg = nets.NetConfig()  # 6 filters of 3 × 3 over RGB
+    space = Dict({"rgb": Box(0, 255, (15, 15, 3), "uint8")})
+    params = nets.init_stacked(cfg, jax.random.PRNGKey(1), space, 9, (64,))
+    # Keras: fan_in = 3·3·3 = 27, fan_out = 3·3·6 = 54, bound √(6 / 81) ≈ 0.272 (not the
+    # √(6 / 33) of fan_out = 6); 64 agents × 162 = 10 368 entries
+    assert params["conv"]["kernel"].shape == (64, 3, 3, 3, 6)
+    assert_glorot_uniform(params["conv"]["kernel"], 27, 54)

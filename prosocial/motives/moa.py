@@ -210,16 +210,16 @@ class ModelOfOtherAgents:
         gates g(a') = g − W_x[own, a_t] + W_x[own, a'] for ``own_action`` a_t int ``[P, B]``.
         Entry a' = a_t is the ordinary step's output up to the rounding of g − r + r.
         """
-        carry = nets.reset_carry(carry, start)
+        c, h = nets.reset_carry(carry, start)
         rows = self.own_action_rows(params)  # [P, A, 4H]
         num_a = self.num_actions
-        base = gates_x - jnp.einsum("pea,pag->peg", jax.nn.one_hot(own_action, num_a), rows)
-        cf = base[:, :, None] + rows[:, None]  # [P, B, A, 4H]
-        c_cf = jax.tree.map(lambda v: jnp.repeat(v[:, :, None], num_a, axis=2), carry)
-        p, b = gates_x.shape[:2]
-        flat = lambda v: v.reshape(p, -1, v.shape[-1])  # noqa: E731
-        _, h_cf = nets.lstm_cell(params, jax.tree.map(flat, c_cf), flat(cf))
-        return h_cf.reshape(p, b, num_a, -1)
+        # The recurrent term h·W_h is the same for every a': computed once, not A times.
+        recurrent = jnp.einsum("pbh,phg->pbg", h, params["lstm"]["recurrent_kernel"])
+        base = gates_x + recurrent - jnp.einsum(
+            "pea,pag->peg", jax.nn.one_hot(own_action, num_a), rows)
+        gates = base[:, :, None] + rows[:, None]  # [P, B, A, 4H]
+        _, h_cf = nets.lstm_update(gates, c[:, :, None])
+        return h_cf
 
     def predict(self, params: Params, h: jax.Array) -> jax.Array:
         """Logits of the others' next actions ℓ = u W_o + b_o: ``[P, ..., H]`` →
