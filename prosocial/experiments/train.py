@@ -87,8 +87,8 @@ def populations(cfg: TrainConfig, env) -> tuple[Population, ...]:
                              "population per role")
         shaped = not cfg.motive_populations or spec.name in cfg.motive_populations
         out.append(role_population(env, role, update_rule(spec.learner, cfg), cfg.net,
-                                   cfg.motive.build() if shaped else Motive(), cfg.num_seeds, spec.shared, spec.name,
-                                   spec.trainable, agents=spec.agents))
+                                   cfg.motive.build() if shaped else Motive(), cfg.num_seeds,
+                                   spec.shared, spec.name, spec.trainable, agents=spec.agents))
     return tuple(out)
 
 
