@@ -239,6 +239,13 @@ def test_loss_gradients_go_where_they_should():
     _, terms = motive.loss(params, mb, PolicyView(logits=logits, mask=mask))
     expected = policy_kl(logits, mb["prior_logits"]).mean()
     np.testing.assert_allclose(terms["policy_imitation_kl"][0], expected, rtol=1e-5)
+    # The "sum" reduction: both terms summed over the 6 valid steps instead of averaged.
+    summed = dataclasses.replace(base, reciprocity_reduction="sum").build()
+    summed.check(env, ("own_coins_collected", "other_coins_collected", "own_coins_lost"))
+    summed.policy_cfg = motive.policy_cfg
+    total_mean = jax.jit(partial(loss, m=motive))(params, logits)
+    total_sum = jax.jit(partial(loss, m=summed))(params, logits)
+    np.testing.assert_allclose(total_sum, 6 * total_mean, rtol=1e-5)
 
 
 def test_bad_configs():

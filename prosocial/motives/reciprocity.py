@@ -384,16 +384,17 @@ class Reciprocity(Motive):
         kl = policy_kl(view.logits, jax.lax.stop_gradient(mb["prior_logits"]))
         m = view.mask.astype(jnp.float32)
         axes = (1, 2)
+        nn_sum, kl_sum = (w * per_step).sum(axes), (m * kl).sum(axes)
+        nn_mean = nn_sum / jnp.maximum(w.sum(axes), 1.0)
+        kl_mean = kl_sum / jnp.maximum(m.sum(axes), 1.0)
         if self.cfg.reciprocity_reduction == "mean":
-            nn_loss = (w * per_step).sum(axes) / jnp.maximum(w.sum(axes), 1.0)
-            kl_loss = (m * kl).sum(axes) / jnp.maximum(m.sum(axes), 1.0)
+            nn_loss, kl_loss = nn_mean, kl_mean
         else:
-            nn_loss, kl_loss = (w * per_step).sum(axes), (m * kl).sum(axes)
+            nn_loss, kl_loss = nn_sum, kl_sum
         total = nn_loss.sum() + self.cfg.policy_imitation_weight * kl_loss.sum()
         mean = lambda x: (w * x).sum(axes) / jnp.maximum(w.sum(axes), 1.0)  # noqa: E731
-        return total, {"niceness_loss": nn_loss, "policy_imitation_kl": kl_loss if
-                       self.cfg.reciprocity_reduction == "mean" else kl_loss / jnp.maximum(
-                           m.sum(axes), 1.0),
+        # Diagnostics are per-step means whatever the reduction.
+        return total, {"niceness_loss": nn_mean, "policy_imitation_kl": kl_mean,
                        "niceness_value_error": mean(jnp.square(v - g)),
                        "innovator_prediction_ce": mean(ce)}
 
