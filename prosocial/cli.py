@@ -17,6 +17,9 @@ usage: prosocial COMMAND [options]      (prosocial COMMAND --help for all its op
         train several presets at one budget (resuming unfinished runs), then write a
         table and a plot of collective return with 95% CIs beside the papers' numbers
         (default --out: runs/compare)
+  prosocial niceness DIR [--episodes K] [--seed-index I]
+        a Coins run's niceness-network predictions by action class (other's coin, own
+        coin, no coin), [ECCLES] §3.4.4 (default: 100 episodes, seed 0)
   prosocial demo [--out DIR]
         random agents: GIFs of Harvest and Cleanup and the env speed (default: runs/demo)
   prosocial bench envs [--env ID] [--num-envs N ...]
@@ -90,8 +93,14 @@ def _export(argv: list[str]) -> None:
     export_main(argv)
 
 
+def _niceness(argv: list[str]) -> None:
+    from prosocial.experiments.niceness_report import niceness_main
+
+    niceness_main(argv)
+
+
 COMMANDS = {"demo": _demo, "bench": _bench, "train": _train, "eval": _eval, "export": _export,
-            "compare": _compare}
+            "compare": _compare, "niceness": _niceness}
 
 
 def main(argv: list[str] | None = None) -> None:

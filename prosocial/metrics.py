@@ -244,6 +244,26 @@ class EpisodeAccumulator:
     event_time: dict[str, jax.Array]
 
 
+OWN_COINS, OTHER_COINS = "own_coins_collected", "other_coins_collected"
+
+
+def own_coin_share(own, other) -> dict[str, jax.Array]:
+    """[ECCLES] Fig. 2's own-coin ratio (specs.md §10) from per-agent episode totals of coins
+    collected of the agent's own colour (``own``) and of the other's (``other``), ``[..., N]``.
+
+    - ``own_coin_share`` ``[...]``: coins collected by their owner / all coins collected,
+      Σ_i own_i / Σ_i (own_i + other_i); NaN when no coin was collected.
+    - ``own_coin_share_per_agent`` ``[..., N]``: own_i / (own_i + other_i); NaN for an agent
+      that collected none.
+    """
+    own, other = _as_float(own), _as_float(other)
+    _check_ndim("own", own, 1, "[..., N]")
+    total = own.sum(-1) + other.sum(-1)
+    per_agent = own + other
+    return {"own_coin_share": _safe_div(own.sum(-1), total, total > 0),
+            "own_coin_share_per_agent": _safe_div(own, per_agent, per_agent > 0)}
+
+
 def accumulator_init(
     num_agents: int, event_keys: tuple[str, ...] = (), reward_dtype=jnp.float32
 ) -> EpisodeAccumulator:
@@ -355,6 +375,7 @@ def episode_metrics(finished: EpisodeAccumulator) -> dict[str, jax.Array]:
 
     - ``apples_eaten`` → ``sustainability_fraction``.
     - ``hits_received`` → ``peace``.
+    - ``own_coins_collected`` and ``other_coins_collected`` (Coins) → :func:`own_coin_share`.
     - ``waste_cleaned`` → the :func:`cleaning_contribution` entries (``waste_cleaned``,
       ``waste_cleaned_per_agent``, ``waste_cleaned_equality``, ``effective_cleans``,
       ``effective_cleans_per_agent``, ``effective_cleans_equality``).
@@ -382,4 +403,7 @@ def episode_metrics(finished: EpisodeAccumulator) -> dict[str, jax.Array]:
         out["peace"] = _peace_from_totals(finished.event_steps[HITS], length)
     if WASTE in finished.event_totals:
         out.update(_cleaning_from_totals(finished.event_totals[WASTE], finished.event_steps[WASTE]))
+    if OWN_COINS in finished.event_totals and OTHER_COINS in finished.event_totals:
+        out.update(own_coin_share(finished.event_totals[OWN_COINS],
+                                  finished.event_totals[OTHER_COINS]))
     return out

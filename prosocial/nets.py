@@ -60,6 +60,12 @@ class NetConfig:
     head_init_scale: float = 0.01
     """Column norm of the normalised-columns init of the value head (the policy logits are
     Glorot-uniform, specs.md §8.1)."""
+    activation: Literal["tanh", "relu"] = "tanh"
+    """Activation of the MLP layers: tanh (SSD) or relu ([ECCLES] App. A, ours)."""
+    conv_on_planes: bool = False
+    """Also convolve image-shaped ``obs`` planes ``[H, W, C]`` (float, not divided by 255),
+    as [ECCLES]' network does on the Coins grid; by default vector observations skip the
+    convolution."""
     conv_impl: Literal["auto", "direct", "xla", "xla_loop"] = "auto"
     """How the convolution is computed (same function, different speed): ``auto`` = direct on
     CPU, xla elsewhere."""
@@ -82,6 +88,8 @@ class NetConfig:
         for name in ("hidden_init_scale", "head_init_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"NetConfig.{name} must be positive, got {getattr(self, name)!r}")
+        if self.activation not in ("tanh", "relu"):
+            raise ValueError(f"NetConfig.activation must be tanh or relu, got {self.activation!r}")
         if self.conv_impl not in ("auto", "direct", "xla", "xla_loop"):
             raise ValueError(f"NetConfig.conv_impl must be auto, direct, xla or xla_loop, "
                              f"got {self.conv_impl!r}")
@@ -165,7 +173,7 @@ def init_params(cfg: NetConfig, key: jax.Array, obs_space, num_actions: int) -> 
     shape = tuple(spaces[name].shape)
     keys = iter(jax.random.split(key, 5 + len(cfg.hidden_sizes)))
     params: Params = {}
-    if name == "rgb":
+    if name == "rgb" or (cfg.conv_on_planes and len(shape) == 3):
         if len(shape) != 3:
             raise ValueError(f"'rgb' observations must be [H, W, C], got shape {shape}")
         h, w, c = shape
@@ -312,21 +320,27 @@ def conv_features(cfg: NetConfig, params: Params, obs: dict[str, jax.Array]) -> 
     if name == "rgb":
         kernel = params["conv"]["kernel"] / 255.0
         x = conv_relu(cfg.resolved_conv_impl(), x, kernel, params["conv"]["bias"])
+    elif "conv" in params:  # image-shaped planes (``conv_on_planes``)
+        x = conv_relu(cfg.resolved_conv_impl(), x, params["conv"]["kernel"],
+                      params["conv"]["bias"])
     return x.reshape(p, m, -1).astype(jnp.float32)
 
 
-def mlp(params: Params, x: jax.Array, prefix: str = "mlp", layers: int | None = None):
-    """The tanh MLP layers ``{prefix}_0, {prefix}_1, …`` on x [P, M, D]."""
+def mlp(params: Params, x: jax.Array, prefix: str = "mlp", layers: int | None = None,
+        activation: str = "tanh"):
+    """The MLP layers ``{prefix}_0, {prefix}_1, …`` on x [P, M, D] (tanh or relu)."""
+    act = jax.nn.relu if activation == "relu" else jnp.tanh
     i = 0
     while f"{prefix}_{i}" in params and (layers is None or i < layers):
-        x = jnp.tanh(_linear(params[f"{prefix}_{i}"], x))
+        x = act(_linear(params[f"{prefix}_{i}"], x))
         i += 1
     return x
 
 
 def encode(cfg: NetConfig, params: Params, obs: dict[str, jax.Array]) -> jax.Array:
     """Torso before the LSTM: obs leaves [P, M, ...] → features float32[P, M, D]."""
-    return mlp(params, conv_features(cfg, params, obs), layers=len(cfg.hidden_sizes))
+    return mlp(params, conv_features(cfg, params, obs), layers=len(cfg.hidden_sizes),
+               activation=cfg.activation)
 
 
 def lstm_input(params: Params, x: jax.Array) -> jax.Array:
@@ -457,7 +471,7 @@ def unroll(cfg: NetConfig, params: Params, obs: dict[str, jax.Array], carry: Car
     p, b, length = obs[name].shape[:3]
     flat = {k: v.reshape((p, b * length) + v.shape[3:]) for k, v in obs.items()}
     features = conv_features(cfg, params, flat)
-    x = mlp(params, features, layers=len(cfg.hidden_sizes))
+    x = mlp(params, features, layers=len(cfg.hidden_sizes), activation=cfg.activation)
     if cfg.recurrent:
         gates_x = lstm_input(params, x).reshape(p, b, length, -1)
 

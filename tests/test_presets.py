@@ -48,7 +48,9 @@ def test_every_preset_builds_and_round_trips():
         make(cfg.env, **cfg.env_kwargs())
 
 
-@pytest.mark.parametrize("name", sorted(n for n in PRESETS if "/" in n))
+# [ECCLES]' presets (§9.7) are pinned in test_eccles_presets.py.
+@pytest.mark.parametrize("name", sorted(n for n in PRESETS
+                                        if "/" in n and not n.startswith("eccles/")))
 def test_preset_matches_the_specs(name):
     cfg = preset(name)
     agents, budget, seeds, beam_order = RUNS[family(name)]

@@ -36,6 +36,23 @@ HARVEST_MAP = (
 
 REGROWTH_PROBS = (0.0, 0.005, 0.02, 0.05)
 
+L1_BALL_2 = tuple((j, k) for j in range(-2, 3) for k in range(-2, 3) if 0 < abs(j) + abs(k) <= 2)
+"""The 12 cells within ℓ1 distance 2 of a cell, the cell itself excluded."""
+
+
+def eaten_apple_neighbours(apples: jax.Array, pos: jax.Array, eaten: jax.Array,
+                           cap: int = 3) -> jax.Array:
+    """[ECCLES]' sustainability of each eaten apple (eq. 8, specs §9.7.3, D-20): the apples
+    on the 12 cells within ℓ1 distance 2 of the eaten apple's cell, the apple itself
+    excluded, counted on ``apples`` (bool [H, W], the map after the moves and before the
+    eating) and capped at ``cap``; 0 for agents that ate nothing. ``pos`` int [N, 2],
+    ``eaten`` bool [N] → int32 [N]. Off-map cells count as empty."""
+    h, w = apples.shape
+    padded = jnp.pad(apples.astype(jnp.int32), 2)
+    count = sum(padded[pos[:, 0] + 2 + j, pos[:, 1] + 2 + k] for j, k in L1_BALL_2)
+    return jnp.where(eaten, jnp.minimum(count, cap), 0).astype(jnp.int32)
+
+
 
 class Harvest(SSDEnv):
     """Harvest with N agents (default 5), 8 actions, 1000-step episodes."""
@@ -66,6 +83,11 @@ class Harvest(SSDEnv):
         grid = self.base_grid.copy()
         grid[self.apple_cells[:, 0], self.apple_cells[:, 1]] = G.APPLE
         return grid
+
+    def extra_signals(self, grid, pos, eaten):
+        """``eaten_apple_neighbours`` int32[N] (:func:`eaten_apple_neighbours`), what
+        [ECCLES]' metric-matching imitators read in Harvest."""
+        return {"eaten_apple_neighbours": eaten_apple_neighbours(grid == G.APPLE, pos, eaten)}
 
     def neighbour_counts(self, grid: jax.Array) -> jax.Array:
         """int32[K]: apples in the neighbourhood of each apple cell (off-map counts empty)."""

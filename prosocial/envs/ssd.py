@@ -100,6 +100,11 @@ class SSDEnv(Env):
     def extra_events(self, cleaned: jax.Array, actions: jax.Array) -> dict:
         return {}
 
+    def extra_signals(self, grid: jax.Array, pos: jax.Array, eaten: jax.Array) -> dict:
+        """The game's ``info["signals"]`` from the map before eating, the positions after
+        the moves and who ate (default none)."""
+        return {}
+
     # ----------------------------------------------------------------- contract
     def reset_state(self, key: jax.Array) -> GridState:
         """Agents on distinct random spawn cells with random orientations (§1.9)."""
@@ -134,7 +139,7 @@ class SSDEnv(Env):
             grid=grid, pos=out["pos"], orient=out["orient"], beam=out["beam"],
             last_actions=actions, prev_visible=G.visibility(state.pos, self.others), t=t)
         truncated = t >= self.max_steps
-        info = {"events": out["events"], "signals": {}, "beam_hits": out["beam_hits"],
+        info = {"events": out["events"], "signals": out["signals"], "beam_hits": out["beam_hits"],
                 "pos": out["pos"], "orient": out["orient"]}
         terminated = jnp.zeros(self.num_agents, jnp.bool_)  # the games end by time limit only
         return next_state, out["reward"], terminated, truncated, info
@@ -167,7 +172,8 @@ class SSDEnv(Env):
                   "hits_received": hits_received, "hits_given": fire_hits.sum(1)}
         events.update(self.extra_events(cleaned, actions))
         return {"grid": grid, "pos": pos, "orient": orient, "beam": beam, "reward": reward,
-                "events": events, "beam_hits": hits, "cleaned": cleaned}
+                "events": events, "beam_hits": hits, "cleaned": cleaned,
+                "signals": self.extra_signals(state.grid, pos, eaten)}
 
     def _beams(self, key, grid, pos, orient, fires, cleans):
         """FIRE and CLEAN beams, one agent at a time in a random (or index) order (§1.5)."""

@@ -116,6 +116,9 @@ class TrainConfig:
     """A2C's settings (populations learning with a2c: ``--a2c.lr``, …)."""
     motive: MotiveConfig = field(default_factory=MotiveConfig)
     """The social motive (``--motive ia --motive.beta 0.05``)."""
+    motive_populations: tuple[str, ...] = ()
+    """Names of the populations the motive shapes; the others get none (e.g. [ECCLES]'
+    ``imitator`` population, the innovator's stays selfish). Default: every population."""
     compile_cache: str = "~/.cache/prosocial/jax"
     """Directory of JAX's persistent compilation cache, so that a run of a program compiled
     before (same config shapes, same machine and versions) skips most of its compile time;
@@ -157,6 +160,10 @@ class TrainConfig:
                 layout = Layout(self.num_seeds, self.num_agents, spec.agents, spec.shared)
                 self.ppo.check_batch(layout.batch(self.num_envs), self.num_steps)
         self.motive.build()  # validates the motive's values
+        unknown = sorted(set(self.motive_populations) - {s.name for s in specs})
+        if unknown:
+            raise ValueError(f"motive_populations {unknown} name no population of the run "
+                             f"(populations: {', '.join(s.name for s in specs)})")
 
     def population_specs(self) -> tuple[PopulationSpec, ...]:
         """The populations of the run (one of all agents by default)."""

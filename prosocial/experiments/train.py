@@ -50,6 +50,7 @@ from prosocial.io.rundir import LOCK_FILE
 from prosocial.learners.population import Population, role_population
 from prosocial.learners.ppo import PPO
 from prosocial.learners.runner import Runner
+from prosocial.motives.base import Motive
 
 # Config keys that may change when a run is resumed (a longer budget, a different cadence).
 MUTABLE_ON_RESUME = ("total_steps", "checkpoint_every", "keep_checkpoints", "gif_steps",
@@ -84,9 +85,10 @@ def populations(cfg: TrainConfig, env) -> tuple[Population, ...]:
             raise ValueError(f"population {spec.name!r}: agents {list(spec.agents)} play "
                              f"different roles of {cfg.env} ({dict(roles)}); give one "
                              "population per role")
+        shaped = not cfg.motive_populations or spec.name in cfg.motive_populations
         out.append(role_population(env, role, update_rule(spec.learner, cfg), cfg.net,
-                                   cfg.motive.build(), cfg.num_seeds, spec.shared, spec.name,
-                                   spec.trainable, agents=spec.agents))
+                                   cfg.motive.build() if shaped else Motive(), cfg.num_seeds,
+                                   spec.shared, spec.name, spec.trainable, agents=spec.agents))
     return tuple(out)
 
 

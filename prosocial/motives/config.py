@@ -7,18 +7,19 @@ from typing import Literal
 
 from prosocial.motives.base import Motive
 
-MOTIVES = ("none", "collective", "ia", "si", "scm", "ir")
+MOTIVES = ("none", "collective", "ia", "si", "scm", "ir", "reciprocity")
 
 
 @dataclass(frozen=True)
 class MotiveConfig:
     """The social motive shaping the agents' learning rewards (specs.md §9)."""
 
-    name: Literal["none", "collective", "ia", "si", "scm", "ir"] = "none"
+    name: Literal["none", "collective", "ia", "si", "scm", "ir", "reciprocity"] = "none"
     """none (extrinsic only), collective (§9.2), ia (inequity aversion, §9.3), si (social
     influence with a model of other agents, §9.4), scm (social curiosity module: SI plus
-    a curiosity reward, §9.5) or ir (implicit responsibility, Forage Survival only, §5.6
-    and §9.8)."""
+    a curiosity reward, §9.5), ir (implicit responsibility, Forage Survival only, §5.6
+    and §9.8) or reciprocity ([ECCLES]' imitators, §9.7; give it to the imitators'
+    populations only, ``--motive-populations imitator``)."""
     alpha: float = 0.0
     """IA: weight α of disadvantageous inequity (envy)."""
     beta: float = 0.05
@@ -74,6 +75,32 @@ class MotiveConfig:
     """IR: also charge p on every step a responsibility is open (Algorithm 1 lines 22–23 read
     literally, D-30); by default only violations are charged."""
 
+    niceness: Literal["metric", "network"] = "metric"
+    """Reciprocity: hand-coded niceness (metric matching, §9.7.3) or the learned niceness
+    network (§9.7.4)."""
+    innovator: int = 0
+    """Reciprocity: the agent id of the innovator whose niceness the imitators match."""
+    imitation_weight: float = 0.1
+    """Reciprocity: c_im, the imitation reward's share of the batch's reward (eq. 2)."""
+    imitation_decay: float = 0.95
+    """Reciprocity: γ_im, the imitation memory decay of the trajectory niceness (eq. 4)."""
+    reciprocity_norm: Literal["batch_abs", "env_relative"] = "batch_abs"
+    """Reciprocity: scale r_int by c_im / mean|r_int| (D-19) or by c_im·mean|r_env| /
+    mean|r_int| (``env_relative``)."""
+    cleanup_niceness: Literal["binary", "cells"] = "binary"
+    """Reciprocity, Cleanup metric: 1 per waste-removing action or the cells removed (D-20)."""
+    policy_imitation_weight: float = 0.0
+    """Reciprocity, network: c_KL of the KL(π_im ‖ π̂) policy-imitation loss (eq. 5)."""
+    niceness_lr: float = 0.001
+    """Reciprocity, network: learning rate of its RMSProp (decay 0.99, ε 0.01)."""
+    niceness_lambda: float = 0.9
+    """Reciprocity, network: λ of its TD(λ) targets."""
+    niceness_gamma: float = 0.9
+    """Reciprocity, network: γ_nn, the discount of the imitator's return it predicts."""
+    reciprocity_reduction: Literal["mean", "sum"] = "mean"
+    """Reciprocity, network: the KL and niceness-network losses averaged over the valid steps
+    (specs §9.7.5) or summed, as an A2C with ``reduction="sum"`` sums its own terms."""
+
     def __post_init__(self):
         if self.name not in MOTIVES:
             raise ValueError(f"unknown motive {self.name!r}; motives: {', '.join(MOTIVES)}")
@@ -105,4 +132,8 @@ class MotiveConfig:
             return ImplicitResponsibility(self.responsibility_punishment, self.psi1,
                                           self.psi2_strict, self.psi2_require_time,
                                           self.penalise_open_responsibility)
+        if self.name == "reciprocity":
+            from prosocial.motives.reciprocity import Reciprocity
+
+            return Reciprocity(self)
         return Motive()
