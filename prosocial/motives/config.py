@@ -7,16 +7,17 @@ from typing import Literal
 
 from prosocial.motives.base import Motive
 
-MOTIVES = ("none", "collective", "ia", "si")
+MOTIVES = ("none", "collective", "ia", "si", "emurel")
 
 
 @dataclass(frozen=True)
 class MotiveConfig:
     """The social motive shaping the agents' learning rewards (specs.md §9)."""
 
-    name: Literal["none", "collective", "ia", "si"] = "none"
-    """none (extrinsic only), collective (§9.2), ia (inequity aversion, §9.3) or si (social
-    influence with a model of other agents, §9.4)."""
+    name: Literal["none", "collective", "ia", "si", "emurel"] = "none"
+    """none (extrinsic only), collective (§9.2), ia (inequity aversion, §9.3), si (social
+    influence with a model of other agents, §9.4) or emurel (IA weighted by environmental
+    impact, §9.6: also reads the IA and MOA fields)."""
     alpha: float = 0.0
     """IA: weight α of disadvantageous inequity (envy)."""
     beta: float = 0.05
@@ -48,6 +49,16 @@ class MotiveConfig:
     """SI: widths of the MOA tower on the shared convolution."""
     ref_aux_losses_detached: bool = False
     """SI: reproduce the reference's never-trained MOA (specs B-01)."""
+    scm_loss_weight: float = 1.0
+    """EMuReL: weight of the extended ICM's forward and inverse losses."""
+    scm_forward_vs_inverse_loss_weight: float = 0.5
+    """EMuReL: share w of the forward loss in w·L_F + (1 − w)·L_I (the scripts' 0.5)."""
+    impact_norm: Literal["max", "minmax_others"] = "max"
+    """EMuReL: impacts normalised as L / (max L + 1e-8) or min–max over the other agents."""
+    ref_impact_nan: bool = False
+    """EMuReL: normalise without the 1e-8, NaN where all impacts are 0 (specs B-14)."""
+    ref_inverse_relu_logits: bool = False
+    """EMuReL: ReLU on the inverse model's logits (specs B-15)."""
 
     def __post_init__(self):
         if self.name not in MOTIVES:
@@ -70,4 +81,8 @@ class MotiveConfig:
             from prosocial.motives.influence import SocialInfluence
 
             return SocialInfluence(self)
+        if self.name == "emurel":
+            from prosocial.motives.emurel import EMuReL
+
+            return EMuReL(self)
         return Motive()
