@@ -46,7 +46,8 @@ def main(argv=None) -> None:
     parser.add_argument("--num-seeds", type=int, default=1)
     parser.add_argument("--loop", default="auto", choices=["auto", "python", "scan"])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--motive", default="none", choices=["none", "collective", "ia", "si"],
+    parser.add_argument("--motive", default="none",
+                        choices=["none", "collective", "ia", "si", "emurel"],
                         help="social motive (SI with its |A| counterfactual MOA steps)")
     args = parser.parse_args(argv)
 

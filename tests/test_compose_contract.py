@@ -24,7 +24,9 @@ NET = NetConfig(conv_filters=2, hidden_sizes=(4,), lstm_size=4)
 LEARNERS = {"ppo": lambda: PPO(PPOConfig(seq_len=4, num_epochs=1, num_minibatches=1)),
             "a2c": lambda: A2C(A2CConfig(lr=1e-3))}
 DIAGNOSTICS = {"none": (), "collective": (), "ia": ("inequity_aversion_reward",),
-               "si": ("influence_reward", "moa_accuracy", "moa_loss")}
+               "si": ("influence_reward", "moa_accuracy", "moa_loss"),
+               "emurel": ("environmental_impact", "emurel_reward", "moa_loss", "forward_loss",
+                          "inverse_loss")}
 
 
 def combinations():
