@@ -410,16 +410,27 @@ class EMuReL(Motive):
         own_first = mb["own_first_actions"]  # [P, B, L, N]
         gates = moa.gates(params["moa"], view.features, own_first.reshape(p, b * length, -1))
         gates = jnp.moveaxis(gates.reshape(p, b, length, -1), 2, 0)  # [L, P, B, 4H]
-        _, (carried, outputs) = moa.unroll(params["moa"], gates, mb["initial_carry"],
-                                           jnp.moveaxis(view.starts, 2, 0))
+        starts = jnp.moveaxis(view.starts, 2, 0)
+        # The policy's LSTM kernel with its hand-written gradient (the MOA's is the same cell)
+        outputs = nets.lstm_scan(params["moa"]["lstm"]["recurrent_kernel"], gates,
+                                 mb["initial_carry"], starts)  # [L, P, B, H]
         logits = jnp.swapaxes(moa.predict(params["moa"], jnp.moveaxis(outputs, 1, 0)), 1, 2)
         moa_loss = cross_entropy_loss(logits, mb["next_others"], mb["next_visible"],
                                       view.mask)
+        # u_τ: the state carried into step τ, the previous output (the initial carry's at the
+        # sequence start), zeroed where an episode starts.
+        carried = jnp.concatenate([moa.hidden(mb["initial_carry"])[None], outputs[:-1]])
+        carried = jnp.where(starts[..., None], 0.0, carried)
 
         flat = lambda x: x.reshape((p, b * length) + x.shape[3:])  # noqa: E731
-        u = jax.lax.stop_gradient(flat(jnp.moveaxis(moa.hidden(carried), 0, 2)))
-        phi = icm.encode(params["icm"], flat(mb["rgb"]))
-        phi_next = icm.encode(params["icm"], flat(mb["next_rgb"]))
+        u = jax.lax.stop_gradient(flat(jnp.moveaxis(carried, 0, 2)))
+        # φ(o_{τ+1}) is φ of the sequence's next row, except on its last row: one encoding
+        # of the L observations and the observation after the sequence. Rows whose next row
+        # starts another episode are not transitions and are masked out below.
+        rgb = jnp.concatenate([mb["rgb"], mb["next_rgb"][:, :, -1:]], axis=2)
+        phi_all = icm.encode(params["icm"], rgb.reshape((p, b * (length + 1)) + rgb.shape[3:]))
+        phi_all = phi_all.reshape(p, b, length + 1, -1)
+        phi, phi_next = flat(phi_all[:, :, :-1]), flat(phi_all[:, :, 1:])
         acts = flat(own_first)
         joint = jax.nn.one_hot(acts, self.num_actions).reshape(p, b * length, 1, -1)
         predicted = icm.forward(params["icm"], phi, u, joint)[:, :, 0]
