@@ -265,6 +265,43 @@ class ImpactModel:
             logits = jax.nn.relu(logits)
         return logits.reshape(logits.shape[:-1] + (self.num_agents, self.num_actions))
 
+    def sequence_outputs(self, params, phi_seq: jax.Array, u: jax.Array, own_first: jax.Array
+                         ) -> tuple[jax.Array, jax.Array]:
+        """f's prediction and g's logits on sequences of consecutive steps, where
+        φ(o_{τ+1}) is the next row's φ.
+
+        Args:
+          phi_seq: ``[P, B, L + 1, q]``, φ of the L observations and of the one after them.
+          u: ``[P, B, L, H]``; own_first: int ``[P, B, L, N]``.
+
+        Returns:
+          the prediction of φ(o_{τ+1}) ``[P, B, L, q]`` and g's logits ``[P, B, L, N, A]``:
+          :meth:`forward` and :meth:`inverse` of the rows and their next rows, with every
+          product of a φ and a first-layer kernel in one matmul (φ is the widest input and
+          is read once).
+        """
+        q, h, width = self.q, self.lstm_size, HIDDEN
+        f0, i0 = params["forward_0"], params["inverse_0"]
+        kernel = jnp.concatenate([f0["kernel"][:, :q], i0["kernel"][:, :q],
+                                  i0["kernel"][:, q:2 * q]], axis=-1)  # [P, q, 3·32]
+        z = jnp.einsum("pbli,pio->pblo", phi_seq, kernel)
+        bias = lambda x: x[:, None, None]  # noqa: E731
+        onehot = jax.nn.one_hot(own_first, self.num_actions)
+        onehot = onehot.reshape(onehot.shape[:-2] + (-1,))
+        hidden = jnp.tanh(z[:, :, :-1, :width]
+                          + jnp.einsum("pbli,pio->pblo", u, f0["kernel"][:, q:q + h])
+                          + jnp.einsum("pbli,pio->pblo", onehot, f0["kernel"][:, q + h:])
+                          + bias(f0["bias"]))
+        predicted = jax.nn.relu(_dense(params["forward_1"], hidden))
+        hidden = jnp.tanh(z[:, :, :-1, width:2 * width] + z[:, :, 1:, 2 * width:]
+                          + jnp.einsum("pbli,pio->pblo", u, i0["kernel"][:, 2 * q:])
+                          + bias(i0["bias"]))
+        logits = _dense(params["inverse_1"], hidden)
+        if self.relu_logits:
+            logits = jax.nn.relu(logits)
+        return predicted, logits.reshape(logits.shape[:-1] + (self.num_agents,
+                                                              self.num_actions))
+
     def impacts(self, params, phi: jax.Array, u: jax.Array, own_first: jax.Array) -> jax.Array:
         """L ``[P, M, N − 1]`` for the joint actions int ``[P, M, N]`` (own first)."""
         joint = ablated_joint_actions(jax.nn.one_hot(own_first, self.num_actions))
@@ -422,24 +459,20 @@ class EMuReL(Motive):
         carried = jnp.concatenate([moa.hidden(mb["initial_carry"])[None], outputs[:-1]])
         carried = jnp.where(starts[..., None], 0.0, carried)
 
-        flat = lambda x: x.reshape((p, b * length) + x.shape[3:])  # noqa: E731
-        u = jax.lax.stop_gradient(flat(jnp.moveaxis(carried, 0, 2)))
+        u = jax.lax.stop_gradient(jnp.moveaxis(carried, 0, 2))  # [P, B, L, H]
         # φ(o_{τ+1}) is φ of the sequence's next row, except on its last row: one encoding
         # of the L observations and the observation after the sequence. Rows whose next row
         # starts another episode are not transitions and are masked out below.
         rgb = jnp.concatenate([mb["rgb"], mb["next_rgb"][:, :, -1:]], axis=2)
-        phi_all = icm.encode(params["icm"], rgb.reshape((p, b * (length + 1)) + rgb.shape[3:]))
-        phi_all = phi_all.reshape(p, b, length + 1, -1)
-        phi, phi_next = flat(phi_all[:, :, :-1]), flat(phi_all[:, :, 1:])
-        acts = flat(own_first)
-        joint = jax.nn.one_hot(acts, self.num_actions).reshape(p, b * length, 1, -1)
-        predicted = icm.forward(params["icm"], phi, u, joint)[:, :, 0]
-        forward = 0.5 * jnp.mean(jnp.square(predicted - phi_next), axis=-1)  # [P, M]
-        inverse = inverse_cross_entropy(icm.inverse(params["icm"], phi, phi_next, u), acts)
-        valid = flat(mb["has_next"] & view.mask).astype(jnp.float32)
-        count = jnp.maximum(valid.sum(axis=1), 1.0)
-        forward = (forward * valid).sum(axis=1) / count
-        inverse = (inverse * valid).sum(axis=1) / count
+        phi = icm.encode(params["icm"], rgb.reshape((p, b * (length + 1)) + rgb.shape[3:]))
+        phi = phi.reshape(p, b, length + 1, -1)
+        predicted, logits = icm.sequence_outputs(params["icm"], phi, u, own_first)
+        forward = 0.5 * jnp.mean(jnp.square(predicted - phi[:, :, 1:]), axis=-1)  # [P, B, L]
+        inverse = inverse_cross_entropy(logits, own_first)
+        valid = (mb["has_next"] & view.mask).astype(jnp.float32)
+        count = jnp.maximum(valid.sum(axis=(1, 2)), 1.0)
+        forward = (forward * valid).sum(axis=(1, 2)) / count
+        inverse = (inverse * valid).sum(axis=(1, 2)) / count
         fw = cfg.scm_forward_vs_inverse_loss_weight
         icm_loss = fw * forward + (1.0 - fw) * inverse
         total = cfg.moa_loss_weight * moa_loss.sum() + cfg.scm_loss_weight * icm_loss.sum()
