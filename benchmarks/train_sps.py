@@ -48,7 +48,8 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--motive", default="none", choices=list(MOTIVES),
                         help="social motive (SI with its |A| counterfactual MOA steps; SCM "
-                             "adds its encoder, forward and inverse models)")
+                             "adds its encoder, forward and inverse models; EMuReL its "
+                             "impact models)")
     args = parser.parse_args(argv)
 
     env = make(args.env, num_agents=args.num_agents)

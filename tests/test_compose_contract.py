@@ -28,6 +28,8 @@ DIAGNOSTICS = {"none": (), "collective": (), "ia": ("inequity_aversion_reward",)
                "si": ("influence_reward", "moa_accuracy", "moa_loss"),
                "scm": ("influence_reward", "moa_accuracy", "moa_loss", "curiosity_reward",
                        "scm_loss"),
+               "emurel": ("environmental_impact", "emurel_reward", "moa_loss", "forward_loss",
+                          "inverse_loss"),
                "ir": ("ir_penalty", "ir_violations", "ir_satisfactions", "ir_opened")}
 
 

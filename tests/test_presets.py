@@ -142,3 +142,52 @@ def test_social_curiosity_presets(name, loss_weight, reward_weight):
     # everything else as the MOA script
     without_motive = lambda c: {k: v for k, v in to_dict(c).items() if k != "motive"}  # noqa: E731
     assert without_motive(cfg) == without_motive(moa)
+
+
+# §8.6: the EMuReL paper presets, and their reference-code variants
+EMUREL_METHODS = {
+    "emurel/cleanup": ("baseline", "ia", "si", "emurel"),
+    "emurel/harvest-ppo": ("baseline", "ia", "si", "emurel"),
+    "emurel/harvest-a3c": ("baseline", "ia-adv", "ia-dis", "si", "emurel-adv", "emurel-dis"),
+}
+
+
+def test_emurel_paper_presets_are_the_spec_table():
+    names = {n for n in PRESETS if family(n) in EMUREL_METHODS}
+    want = {f"{family}/{method}{suffix}" for family, methods in EMUREL_METHODS.items()
+            for method in methods for suffix in ("", "-reference-code")}
+    assert names == want
+
+
+@pytest.mark.parametrize("name, alpha, beta, moa_loss_weight", [
+    ("emurel/cleanup/emurel", 0.0, 0.05, 0.06663557),
+    ("emurel/harvest-ppo/emurel", 0.0, 0.05, 0.091650628),
+    ("emurel/harvest-a3c/emurel-adv", 0.0, 0.05, 0.091650628),
+    ("emurel/harvest-a3c/emurel-dis", 5.0, 0.0, 0.091650628)])
+def test_emurel_presets(name, alpha, beta, moa_loss_weight):
+    """§9.6: eq. 4 with the §9.3 settings, γλ = 0.81; the game's MOA loss weight (§8.5); SCM
+    weighting 1.0 × (0.5·L_F + 0.5·L_I); impacts L / (max L + 1e-8); every defect flag off."""
+    m = preset(name).motive
+    assert (m.name, m.alpha, m.beta, m.moa_loss_weight) == ("emurel", alpha, beta,
+                                                            moa_loss_weight)
+    assert m.ia_gamma * m.ia_lambda == pytest.approx(0.81) and m.ia_smoothed
+    assert (m.scm_loss_weight, m.scm_forward_vs_inverse_loss_weight) == (1.0, 0.5)
+    assert (m.moa_lstm_size, m.moa_hidden_sizes, m.train_moa_only_when_visible) == (
+        128, (32, 32), True)
+    assert m.impact_norm == "max"
+    assert not (m.ref_aux_losses_detached or m.ref_inverse_relu_logits or m.ref_impact_nan)
+
+
+def test_reference_code_variants_add_only_the_model_defect_flags():
+    """§8.6 ``emurel/*-reference-code``: the same run with ``ref_aux_losses_detached`` (B-01)
+    and ``ref_inverse_relu_logits`` (B-15) switched on, nothing else changed."""
+    import dataclasses
+
+    variants = [n for n in PRESETS if n.startswith("emurel/") and n.endswith("-reference-code")]
+    assert len(variants) == 15
+    for name in variants:
+        ref, base = preset(name), preset(name.removesuffix("-reference-code"))
+        assert ref.motive.ref_aux_losses_detached and ref.motive.ref_inverse_relu_logits
+        assert not ref.motive.ref_impact_nan
+        assert dataclasses.replace(ref, motive=dataclasses.replace(
+            ref.motive, ref_aux_losses_detached=False, ref_inverse_relu_logits=False)) == base

@@ -7,17 +7,19 @@ from typing import Literal
 
 from prosocial.motives.base import Motive
 
-MOTIVES = ("none", "collective", "ia", "si", "scm", "ir", "reciprocity")
+MOTIVES = ("none", "collective", "ia", "si", "scm", "emurel", "ir", "reciprocity")
 
 
 @dataclass(frozen=True)
 class MotiveConfig:
     """The social motive shaping the agents' learning rewards (specs.md §9)."""
 
-    name: Literal["none", "collective", "ia", "si", "scm", "ir", "reciprocity"] = "none"
+    name: Literal["none", "collective", "ia", "si", "scm", "emurel", "ir",
+                  "reciprocity"] = "none"
     """none (extrinsic only), collective (§9.2), ia (inequity aversion, §9.3), si (social
     influence with a model of other agents, §9.4), scm (social curiosity module: SI plus
-    a curiosity reward, §9.5), ir (implicit responsibility, Forage Survival only, §5.6
+    a curiosity reward, §9.5), emurel (IA weighted by environmental impact, §9.6: also
+    reads the IA and MOA fields), ir (implicit responsibility, Forage Survival only, §5.6
     and §9.8) or reciprocity ([ECCLES]' imitators, §9.7; give it to the imitators'
     populations only, ``--motive-populations imitator``)."""
     alpha: float = 0.0
@@ -52,15 +54,22 @@ class MotiveConfig:
     ref_aux_losses_detached: bool = False
     """SI, SCM: reproduce the reference's never-trained MOA and SCM models (specs B-01)."""
     scm_loss_weight: float = 1.0
-    """SCM: weight of the forward and inverse models' loss (SSD scripts)."""
+    """SCM, EMuReL: weight of the forward and inverse models' loss (SSD scripts)."""
     scm_forward_vs_inverse_loss_weight: float = 0.5
-    """SCM: w in w·L_F + (1 − w)·L_I, in [0, 1] (SSD scripts; its file default 0.2)."""
+    """SCM, EMuReL: w in w·L_F + (1 − w)·L_I, in [0, 1] (SSD scripts; their file default
+    0.2)."""
     curiosity_reward_weight: float = 0.001
     """SCM: weight of the curiosity reward (SSD scripts, no schedule)."""
     curiosity_reward_clip: float = 10.0
     """SCM: the curiosity reward is clipped to [−clip, clip]."""
     scm_hidden_size: int = 32
     """SCM: width of the forward and inverse models' tanh layer."""
+    impact_norm: Literal["max", "minmax_others"] = "max"
+    """EMuReL: impacts normalised as L / (max L + 1e-8) or min–max over the other agents."""
+    ref_impact_nan: bool = False
+    """EMuReL: normalise without the 1e-8, NaN where all impacts are 0 (specs B-14)."""
+    ref_inverse_relu_logits: bool = False
+    """EMuReL: ReLU on the inverse model's logits (specs B-15)."""
     responsibility_punishment: float = 0.9
     """IR: p, subtracted from i's reward for each violated responsibility ([COLLINS] Table 1
     lists −0.9); 0 only records the responsibility diagnostics."""
@@ -136,4 +145,8 @@ class MotiveConfig:
             from prosocial.motives.reciprocity import Reciprocity
 
             return Reciprocity(self)
+        if self.name == "emurel":
+            from prosocial.motives.emurel import EMuReL
+
+            return EMuReL(self)
         return Motive()
