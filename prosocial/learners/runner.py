@@ -93,7 +93,8 @@ class Runner:
         for i, pop in enumerate(self.populations):
             if pop.learns:
                 self._prepare[i] = jax.jit(partial(self._prepare_impl, i))
-                self._sgd[i] = make_sgd(pop)
+                self._sgd[i] = (pop.update.make_update(pop)
+                                if hasattr(pop.update, "make_update") else make_sgd(pop))
 
     def _check_populations(self):
         n = self.env.num_agents
@@ -145,7 +146,11 @@ class Runner:
             params = pop.policy.init(pkeys)
             learner, opt_state = (), ()
             mparams, mopt = (), ()
-            if pop.update is not None:
+            if pop.update is not None and hasattr(pop.update, "init_learner"):
+                # Rules with their own state and update (DQN: replay buffers, targets).
+                opt_state, learner = pop.update.init_learner(params, lay, self.env,
+                                                             self.num_envs)
+            elif pop.update is not None:
                 opt_state = jax.vmap(pop.update.optimizer().init)(params)
                 learner = pop.update.init_state(lay.num_params)
             if pop.motive.learned:
