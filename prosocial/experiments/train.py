@@ -47,7 +47,7 @@ from prosocial.io import (
 )
 from prosocial.io.rundir import LOCK_FILE
 from prosocial.layout import Layout
-from prosocial.learners.population import ActorCritic, Population
+from prosocial.learners.population import Population, policy_for
 from prosocial.learners.ppo import PPO
 from prosocial.learners.runner import Runner
 
@@ -66,6 +66,10 @@ def update_rule(name: str, cfg: TrainConfig):
         from prosocial.learners.a2c import A2C
 
         return A2C(cfg.a2c)
+    if name == "dqn":
+        from prosocial.learners.dqn import DQN
+
+        return DQN(cfg.dqn)
     return PPO(cfg.ppo)
 
 
@@ -74,9 +78,10 @@ def populations(cfg: TrainConfig, env) -> tuple[Population, ...]:
     out = []
     for spec in cfg.population_specs():
         layout = Layout(cfg.num_seeds, env.num_agents, spec.agents, spec.shared)
-        policy = ActorCritic(cfg.net, env.observation_space, env.num_actions)
-        out.append(Population(spec.name, layout, policy, update_rule(spec.learner, cfg),
-                              cfg.motive.build(), spec.trainable))
+        rule = update_rule(spec.learner, cfg)
+        policy = policy_for(rule, cfg.net, env.observation_space, env.num_actions)
+        out.append(Population(spec.name, layout, policy, rule, cfg.motive.build(),
+                              spec.trainable))
     return tuple(out)
 
 

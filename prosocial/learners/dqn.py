@@ -180,7 +180,9 @@ def td_targets(reward, terminal, bootstrap_final, final_value, q_next_target, ga
         best = jnp.argmax(q_next_online, axis=-1)
         v_next = jnp.take_along_axis(q_next_target, best[..., None], axis=-1)[..., 0]
     v_next = jnp.where(bootstrap_final, final_value, v_next)
-    return reward + gamma * (1.0 - terminal.astype(jnp.float32)) * v_next
+    # A select, not a product with (1 − terminal): whatever follows a terminal step (the
+    # observation of a dead agent) never reaches the target.
+    return reward + jnp.where(terminal, 0.0, gamma * v_next)
 
 
 def td_loss(q: jax.Array, action: jax.Array, target: jax.Array, kind: str = "mse"):
@@ -306,7 +308,9 @@ class DQN:
         state = {"buffer": buffers, "target": jax.tree.map(jnp.copy, params["q"]),
                  "count": jnp.zeros((p,), jnp.float32), "grad_steps": jnp.zeros((p,), jnp.int32),
                  "vector_steps": jnp.zeros((), jnp.int32), "pending": pending}
-        return jax.vmap(self.optimizer().init)(params["q"]), state
+        opt_state = jax.vmap(self.optimizer().init)(params["q"])
+        # Strong types, as the update returns them (a weak-typed count would recompile it).
+        return jax.tree.map(lambda x: jnp.asarray(x, x.dtype), (opt_state, state))
 
     # --- the update -----------------------------------------------------------------------------
 

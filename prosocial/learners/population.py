@@ -110,5 +110,14 @@ def all_agents(env, update=None, net: nets.NetConfig | None = None,
     run)."""
     net = net if net is not None else nets.NetConfig()
     layout = Layout(num_seeds, env.num_agents, tuple(range(env.num_agents)), shared)
-    return Population(name, layout, ActorCritic(net, env.observation_space, env.num_actions),
+    return Population(name, layout, policy_for(update, net, env.observation_space,
+                                               env.num_actions),
                       update, motive if motive is not None else Motive(), trainable)
+
+
+def policy_for(update, net: nets.NetConfig, obs_space, num_actions: int):
+    """The policy an update rule trains: the rule's own network where it has one (DQN's
+    Q-network, ``update.policy(net, …)``), else the actor-critic of ``net``."""
+    if update is not None and hasattr(update, "policy"):
+        return update.policy(net, obs_space, num_actions)
+    return ActorCritic(net, obs_space, num_actions)
