@@ -335,8 +335,8 @@ class DQN:
             loss, q_sa = td_loss(q, sample["action"], y, cfg.loss)
             return loss.sum(), (loss, q_sa.mean(axis=-1))
 
-        def gradient_step(carry, ready, key, lr_p):
-            q_params, target, opt, bufs, grad_steps = carry
+        def gradient_step(carry, bufs, ready, key, lr_p):
+            q_params, target, opt, grad_steps = carry
             keys = jax.random.split(key, lay.num_params)
             sample = jax.vmap(buffer.sample)(bufs, keys).experience
             grads, (loss, q_mean) = jax.grad(loss_fn, has_aux=True)(q_params, target, sample)
@@ -350,7 +350,7 @@ class DQN:
             grad_steps = grad_steps + ready
             sync = ready & (grad_steps % cfg.target_update_every == 0)
             target = pick(sync, optax.incremental_update(q_params, target, cfg.tau), target)
-            return (q_params, target, opt, bufs, grad_steps), (loss, q_mean)
+            return (q_params, target, opt, grad_steps), (loss, q_mean)
 
         def store_and_learn(carry, x, lr_p):
             learned, vector_steps, key = carry
@@ -364,10 +364,12 @@ class DQN:
             ready = learn & (buffer_size(bufs) >= cfg.batch_size)  # [P]
             key, k = jax.random.split(key)
             zeros = jnp.zeros((lay.num_params,), jnp.float32)
-            learned, (loss, q_mean) = jax.lax.cond(
+            # The buffers are an operand only: returning them from the branches would copy them.
+            (q_params, target, opt, grad_steps), (loss, q_mean) = jax.lax.cond(
                 jnp.any(ready), partial(gradient_step, lr_p=lr_p),
                 lambda c, *_: (c, (zeros, zeros)),
-                (q_params, target, opt, bufs, grad_steps), ready, k)
+                (q_params, target, opt, grad_steps), bufs, ready, k)
+            learned = (q_params, target, opt, bufs, grad_steps)
             return (learned, vector_steps, key), (loss, q_mean, ready)
 
         def motive_step(ps, seqs, motive_carry0, lr_p):

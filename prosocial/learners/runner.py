@@ -192,7 +192,12 @@ class Runner:
         for i, pop in enumerate(self.populations):
             if not pop.learns:
                 continue
-            batch, carry0, ps, shaping = self._prepare[i](pops[i], rollout, chunk_carries[i])
+            # The optimiser's and the rule's state (DQN: replay buffers) skip the targets'
+            # program, which would otherwise copy them.
+            kept = pops[i]
+            batch, carry0, ps, shaping = self._prepare[i](
+                kept.replace(opt_state=(), learner=()), rollout, chunk_carries[i])
+            ps = ps.replace(opt_state=kept.opt_state, learner=kept.learner)
             key, rollout_state = _split_update_key(rollout_state)
             ps, pop_metrics = self._sgd[i](ps, batch, carry0, key, lrs[i])
             pops[i] = ps
