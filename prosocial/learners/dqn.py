@@ -34,7 +34,8 @@ How it sits in the population design (``prosocial.learners.population``, ``runne
   agent): with one environment, one gradient step per env step per agent, as specs §9.8.
 - **Transitions of alive agents only.** A transition needs the next observation, which for
   a rollout's last step is the first observation of the next rollout: the last step waits
-  in the rule's state (``pending``) and is stored one iteration later. Transitions whose
+  in the rule's state (``pending``) and is stored one iteration later (so a gradient step
+  samples from the transitions up to the step before the one just taken). Transitions whose
   agent was not ``active`` (dead, or terminated earlier in the episode) are never written:
   :func:`add_valid` writes an agent's valid transitions of a step consecutively into its
   flashbax item buffer and advances the write position by their number only, so each buffer
@@ -50,8 +51,19 @@ How it sits in the population design (``prosocial.learners.population``, ``runne
   motive's learned model (the MOA of social influence) takes one gradient step per
   iteration on the rollout, on the Q-network's conv features without training them.
 
-Not handled: action masks in the targets (max over all actions of o'); a population whose
-agents may only take some actions acts greedily only if the greedy action is allowed.
+Runner protocol: a rule with ``init_learner(params, layout, env, num_envs) -> (opt_state,
+state)`` and ``make_update(pop)`` (both here) gets its state initialised and its update
+called by the runner in place of the shared gradient steps of ``sgd.py``; ``prepare`` and
+the motive's intrinsic rewards run as for every rule.
+
+Metrics (per seed): ``td_loss`` and ``q_mean`` (mean Q(o, a) of the sampled batch) averaged
+over the iteration's gradient steps (0 before learning starts), ``gradient_steps``,
+``epsilon``, ``buffer_size``, ``learning_rate``.
+
+Not handled: action masks in the targets (the max is over all actions of o'). In acting, a
+forbidden greedy action leaves a uniform draw among the allowed ones, so an environment
+that forces one action through its mask (Forage's STAY while Helpless) is followed exactly
+and the stored action is the executed one.
 """
 
 from __future__ import annotations
