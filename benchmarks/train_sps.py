@@ -3,10 +3,13 @@
     python benchmarks/train_sps.py --env cleanup --num-agents 5 --num-envs 128 --num-steps 128
     python benchmarks/train_sps.py ... --motive ia     # or si, scm: the cost of a motive
     python benchmarks/train_sps.py ... --learner a2c   # A2C with V-trace instead of PPO
+    python benchmarks/train_sps.py ... --learner dqn   # independent DQN (specs §9.8)
 
 One iteration collects num_envs × num_steps env steps with the SSD network (conv 6@3×3 →
 32 → 32 → LSTM 128, one parameter set per agent, one population of all agents) and
-updates on them (PPO: ``--epochs`` × ``--minibatches``, default 1 × 4; A2C: one step). The
+updates on them (PPO: ``--epochs`` × ``--minibatches``, default 1 × 4; A2C: one step; DQN:
+the specs §9.8 settings with learning from the first step, one gradient step of batch 128
+per vector step, i.e. ``--num-steps`` per iteration, on its 128-128 ReLU Q-network). The
 first iteration's wall time (compile included) is reported separately; throughput is the
 median over ``--repeats`` further iterations, and the median split of an iteration between
 collecting and updating comes from ``--repeats`` more (timed apart, which waits for the
@@ -26,6 +29,7 @@ import jax
 def main(argv=None) -> None:
     from prosocial.envs.registry import make
     from prosocial.learners.a2c import A2C, A2CConfig
+    from prosocial.learners.dqn import DQN, DQNConfig
     from prosocial.learners.population import all_agents
     from prosocial.learners.ppo import PPO, PPOConfig
     from prosocial.learners.runner import Runner
@@ -37,7 +41,7 @@ def main(argv=None) -> None:
     parser.add_argument("--num-agents", type=int, default=5)
     parser.add_argument("--num-envs", type=int, default=128)
     parser.add_argument("--num-steps", type=int, default=128)
-    parser.add_argument("--learner", default="ppo", choices=["ppo", "a2c"])
+    parser.add_argument("--learner", default="ppo", choices=["ppo", "a2c", "dqn"])
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--minibatches", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=20,
@@ -58,6 +62,9 @@ def main(argv=None) -> None:
                              seq_len=args.seq_len, loop=args.loop))
         shape = (f"{args.epochs} epoch(s) × {args.minibatches} minibatches, seq_len "
                  f"{args.seq_len}, loop {rule.loop}")
+    elif args.learner == "dqn":
+        rule = DQN(DQNConfig(steps_before_learn=0))
+        shape = f"{args.num_steps} gradient steps of batch 128 per iteration"
     else:
         rule = A2C(A2CConfig())
         shape = "one step per rollout"

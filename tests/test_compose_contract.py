@@ -15,6 +15,7 @@ import prosocial
 from prosocial.envs.core import event_keys
 from prosocial.envs.registry import env_parameters
 from prosocial.learners.a2c import A2C, A2CConfig
+from prosocial.learners.dqn import DQN, DQNConfig
 from prosocial.learners.population import all_agents
 from prosocial.learners.ppo import PPO, PPOConfig
 from prosocial.learners.runner import Runner
@@ -23,7 +24,12 @@ from prosocial.nets import NetConfig
 
 NET = NetConfig(conv_filters=2, hidden_sizes=(4,), lstm_size=4)
 LEARNERS = {"ppo": lambda: PPO(PPOConfig(seq_len=4, num_epochs=1, num_minibatches=1)),
-            "a2c": lambda: A2C(A2CConfig(lr=1e-3))}
+            "a2c": lambda: A2C(A2CConfig(lr=1e-3)),
+            "dqn": lambda: DQN(DQNConfig(steps_before_learn=0, batch_size=4, buffer_size=16,
+                                         hidden_sizes=(4,)))}
+# Per learner: metrics that must be finite ([S]) after one iteration.
+LOSSES = {"ppo": ("policy_loss", "entropy"), "a2c": ("policy_loss", "entropy"),
+          "dqn": ("td_loss", "q_mean")}
 DIAGNOSTICS = {"none": (), "collective": (), "ia": ("inequity_aversion_reward",),
                "si": ("influence_reward", "moa_accuracy", "moa_loss"),
                "scm": ("influence_reward", "moa_accuracy", "moa_loss", "curiosity_reward",
@@ -69,8 +75,8 @@ def test_motive_and_learner_compose(env_id, motive_name, learner):
     state = runner.init(jax.random.PRNGKey(0))
     before = [np.asarray(x) for x in jax.tree.leaves(state.pops[0].params)]
     state, metrics = runner.iteration(state)
-    assert np.all(np.isfinite(metrics["policy_loss"])) and metrics["policy_loss"].shape == (1,)
-    assert np.all(np.isfinite(metrics["entropy"]))
+    for name in LOSSES[learner]:
+        assert np.all(np.isfinite(metrics[name])) and metrics[name].shape == (1,), name
     for name in DIAGNOSTICS[motive_name]:
         assert np.all(np.isfinite(metrics[name])), name
     if motive_name == "none":

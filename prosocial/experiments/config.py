@@ -20,11 +20,12 @@ import tyro
 from prosocial.envs.registry import list_envs
 from prosocial.layout import Layout
 from prosocial.learners.a2c_config import A2CConfig
+from prosocial.learners.dqn_config import DQNConfig
 from prosocial.learners.ppo import PPOConfig
 from prosocial.motives.config import MotiveConfig
 from prosocial.nets import NetConfig
 
-LEARNERS = ("ppo", "a2c")
+LEARNERS = ("ppo", "a2c", "dqn")
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,9 @@ class TrainConfig:
     """Parallel environments per seed."""
     num_steps: int = 128
     """Steps of every environment per iteration (the batch is num_envs × num_steps)."""
-    learner: Literal["ppo", "a2c"] = "ppo"
-    """Update rule of every population that names none: ppo or a2c."""
+    learner: Literal["ppo", "a2c", "dqn"] = "ppo"
+    """Update rule of every population that names none: ppo, a2c or dqn (independent DQN
+    with a ReLU Q-network of ``--dqn.hidden-sizes`` on the net's convolution)."""
     populations: tuple[str, ...] = ()
     """Groups of agents with their own learner: ``NAME:AGENTS[:LEARNER][:frozen][:shared]``,
     e.g. ``focal:0:ppo rest:1-4:a2c``; AGENTS are ids and ranges (``0,2-4``). Default: one
@@ -114,6 +116,8 @@ class TrainConfig:
     """PPO's settings (populations learning with ppo)."""
     a2c: A2CConfig = field(default_factory=A2CConfig)
     """A2C's settings (populations learning with a2c: ``--a2c.lr``, …)."""
+    dqn: DQNConfig = field(default_factory=DQNConfig)
+    """DQN's settings (populations learning with dqn: ``--dqn.lr``, …; specs §9.8)."""
     motive: MotiveConfig = field(default_factory=MotiveConfig)
     """The social motive (``--motive ia --motive.beta 0.05``)."""
     motive_populations: tuple[str, ...] = ()
@@ -159,6 +163,12 @@ class TrainConfig:
             if spec.learner == "ppo":
                 layout = Layout(self.num_seeds, self.num_agents, spec.agents, spec.shared)
                 self.ppo.check_batch(layout.batch(self.num_envs), self.num_steps)
+            elif spec.learner == "dqn":
+                layout = Layout(self.num_seeds, self.num_agents, spec.agents, spec.shared)
+                if layout.batch(self.num_envs) > self.dqn.buffer_size:
+                    raise ValueError(f"dqn.buffer_size ({self.dqn.buffer_size}) is smaller "
+                                     f"than the {layout.batch(self.num_envs)} transitions a "
+                                     f"parameter set of {spec.name!r} stores per step")
         self.motive.build()  # validates the motive's values
         unknown = sorted(set(self.motive_populations) - {s.name for s in specs})
         if unknown:

@@ -67,6 +67,10 @@ def update_rule(name: str, cfg: TrainConfig):
         from prosocial.learners.a2c import A2C
 
         return A2C(cfg.a2c)
+    if name == "dqn":
+        from prosocial.learners.dqn import DQN
+
+        return DQN(cfg.dqn)
     return PPO(cfg.ppo)
 
 

@@ -130,8 +130,17 @@ def all_agents(env, update=None, net: nets.NetConfig | None = None,
     run)."""
     net = net if net is not None else nets.NetConfig()
     layout = Layout(num_seeds, env.num_agents, tuple(range(env.num_agents)), shared)
-    return Population(name, layout, ActorCritic(net, env.observation_space, env.num_actions),
+    return Population(name, layout, policy_for(update, net, env.observation_space,
+                                               env.num_actions),
                       update, motive if motive is not None else Motive(), trainable)
+
+
+def policy_for(update, net: nets.NetConfig, obs_space, num_actions: int):
+    """The policy an update rule trains: the rule's own network where it has one (DQN's
+    Q-network, ``update.policy(net, …)``), else the actor-critic of ``net``."""
+    if update is not None and hasattr(update, "policy"):
+        return update.policy(net, obs_space, num_actions)
+    return ActorCritic(net, obs_space, num_actions)
 
 
 def role_population(env, role: str, update=None, net: nets.NetConfig | None = None,
@@ -139,7 +148,8 @@ def role_population(env, role: str, update=None, net: nets.NetConfig | None = No
                     name: str | None = None, trainable: bool = True,
                     agents: tuple[int, ...] | None = None, policy=None) -> Population:
     """A population of the agents of one role (all of them, or ``agents``, a subset) with
-    the actor-critic network for that role's spaces (or ``policy``), e.g. ERMAS's agents
+    the network its update rule trains (:func:`policy_for`) for that role's spaces (or
+    ``policy``), e.g. ERMAS's agents
     and planner as two populations."""
     roles = env.roles
     if role not in roles:
@@ -151,7 +161,8 @@ def role_population(env, role: str, update=None, net: nets.NetConfig | None = No
     layout = Layout(num_seeds, env.num_agents, agents, shared)
     if policy is None:
         net = net if net is not None else nets.NetConfig()
-        policy = ActorCritic(net, env.observation_spaces[role], env.action_spaces[role].n)
+        policy = policy_for(update, net, env.observation_spaces[role],
+                            env.action_spaces[role].n)
     several = len(roles) > 1
     local = Layout(num_seeds, len(members), tuple(members.index(a) for a in agents), shared)
     return Population(name or role, layout, policy, update,

@@ -93,7 +93,8 @@ class Runner:
         for i, pop in enumerate(self.populations):
             if pop.learns:
                 self._prepare[i] = jax.jit(partial(self._prepare_impl, i))
-                self._sgd[i] = make_sgd(pop)
+                self._sgd[i] = (pop.update.make_update(pop)
+                                if hasattr(pop.update, "make_update") else make_sgd(pop))
 
     def _check_populations(self):
         n = self.env.num_agents
@@ -153,7 +154,11 @@ class Runner:
             params = pop.policy.init(pkeys)
             learner, opt_state = (), ()
             mparams, mopt = (), ()
-            if pop.update is not None:
+            if pop.update is not None and hasattr(pop.update, "init_learner"):
+                # Rules with their own state and update (DQN: replay buffers, targets).
+                opt_state, learner = pop.update.init_learner(params, lay, self.env,
+                                                             self.num_envs)
+            elif pop.update is not None:
                 opt_state = jax.vmap(pop.update.optimizer().init)(params)
                 learner = pop.update.init_state(lay.num_params)
             if pop.motive.learned:
@@ -195,7 +200,12 @@ class Runner:
         for i, pop in enumerate(self.populations):
             if not pop.learns:
                 continue
-            batch, carry0, ps, shaping = self._prepare[i](pops[i], rollout, chunk_carries[i])
+            # The optimiser's and the rule's state (DQN: replay buffers) skip the targets'
+            # program, which would otherwise copy them.
+            kept = pops[i]
+            batch, carry0, ps, shaping = self._prepare[i](
+                kept.replace(opt_state=(), learner=()), rollout, chunk_carries[i])
+            ps = ps.replace(opt_state=kept.opt_state, learner=kept.learner)
             key, rollout_state = _split_update_key(rollout_state)
             ps, pop_metrics = self._sgd[i](ps, batch, carry0, key, lrs[i])
             pops[i] = ps
