@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prosocial.experiments.config import TrainConfig
-from prosocial.experiments.presets import eccles, emurel, quick, ssd
+from prosocial.experiments.presets import collins, eccles, emurel, quick, ssd
 
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
-    **quick.PRESETS, **ssd.PRESETS, **emurel.PRESETS, **eccles.PRESETS}
+    **quick.PRESETS, **ssd.PRESETS, **emurel.PRESETS, **eccles.PRESETS, **collins.PRESETS}
 
 ALIASES: dict[str, str] = {
     "harvest-baseline": "ssd/harvest/baseline",
