@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import json
 import math
 import sys
 import warnings
@@ -138,10 +139,12 @@ def finished(entry: Entry) -> bool:
         metrics = read_metrics(entry.run_dir)
     except (ValueError, FileNotFoundError):
         return False
+    as_json = lambda d: json.loads(json.dumps(d))  # noqa: E731  (tuples read back as lists)
     stored = {k: v for k, v in load_run_config(entry.run_dir).items()
               if k not in MUTABLE_ON_RESUME}
-    wanted = {k: v for k, v in to_dict(entry.cfg).items() if k not in MUTABLE_ON_RESUME}
-    differ = config_differences(stored, wanted, to_dict(TrainConfig()))
+    wanted = {k: v for k, v in as_json(to_dict(entry.cfg)).items()
+              if k not in MUTABLE_ON_RESUME}
+    differ = config_differences(stored, wanted, as_json(to_dict(TrainConfig())))
     if differ:
         raise ValueError(f"{entry.run_dir} holds a run of {entry.name} with another config "
                          f"(differs at {', '.join(differ)}); choose another --out")
@@ -206,11 +209,20 @@ def _intrinsic_columns(metrics: dict) -> list[str]:
     return sorted(k for k in metrics if k.startswith("intrinsic_return_"))
 
 
-def summarise(entry: Entry, window_steps: int | None = None) -> Summary:
-    """The window statistic of a trained preset (see the module docstring)."""
+def budget_metrics(entry: Entry) -> dict:
+    """The run's logged metrics up to this comparison's budget (a run trained further
+    before, with a larger budget, counts only up to it)."""
     from prosocial.io import read_metrics
 
     metrics = read_metrics(entry.run_dir)
+    keep = metrics["update"] <= entry.cfg.num_iterations
+    return {k: v[keep] for k, v in metrics.items()}
+
+
+def summarise(entry: Entry, window_steps: int | None = None) -> Summary:
+    """The window statistic of a trained preset (see the module docstring)."""
+
+    metrics = budget_metrics(entry)
     reached = int(metrics["env_steps"][-1])
     window = window_steps if window_steps is not None else max(1, reached // 10)
     per_seed = window_means(metrics, METRIC, window)
@@ -279,12 +291,11 @@ def _curve_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 def plot(entries: Sequence[Entry], summaries: Sequence[Summary], path: Path) -> Path:
     from matplotlib.figure import Figure
 
-    from prosocial.io import read_metrics
 
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     curves, bars = fig.subplots(1, 2, width_ratios=(3, 2))
     for k, entry in enumerate(entries):
-        metrics = read_metrics(entry.run_dir)
+        metrics = budget_metrics(entry)
         centre, low, high = _curve_band(np.asarray(metrics[METRIC], np.float64))
         ok = np.isfinite(centre)
         x = metrics["env_steps"][ok]
