@@ -74,6 +74,11 @@ def test_summarise_reports_window_stats_intrinsic_and_the_paper(tmp_path):
     assert (s.paper, s.source) == PAPER_RESULTS["emurel/cleanup/ia"]
     s2 = summarise(entry, window_steps=2000)  # the last two iterations: (0 + x) / 2
     np.testing.assert_allclose(s2.per_seed, [5.0, 10.0, 15.0])
+    # --also: the same window mean for another metric (here the first agent's intrinsic
+    # return: -1 for every seed), and NaN for a metric the run does not log
+    s3 = summarise(entry, also=("intrinsic_return_0", "own_coin_share"))
+    assert s3.also["intrinsic_return_0"] == (-1.0, -1.0, -1.0)
+    assert all(math.isnan(v) for v in s3.also["own_coin_share"])
 
 
 def test_plan_rejects_unknown_or_repeated_presets(tmp_path):

@@ -87,6 +87,7 @@ class Summary:
     env_steps: int  # env steps per seed reached by the run
     paper: float  # NaN when the paper has no number for this preset
     source: str
+    also: dict = dataclasses.field(default_factory=dict)  # metric -> (mean, ci_low, ci_high)
 
 
 def run_dir_name(preset: str) -> str:
@@ -219,8 +220,11 @@ def budget_metrics(entry: Entry) -> dict:
     return {k: v[keep] for k, v in metrics.items()}
 
 
-def summarise(entry: Entry, window_steps: int | None = None) -> Summary:
-    """The window statistic of a trained preset (see the module docstring)."""
+def summarise(entry: Entry, window_steps: int | None = None,
+              also: Sequence[str] = ()) -> Summary:
+    """The window statistic of a trained preset (see the module docstring), and the same
+    window mean with its CI for each metric in ``also`` (``own_coin_share``,
+    ``episode_length``, …; NaN where the run has no such metric)."""
 
     metrics = budget_metrics(entry)
     reached = int(metrics["env_steps"][-1])
@@ -237,15 +241,27 @@ def summarise(entry: Entry, window_steps: int | None = None) -> Summary:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = float(np.nanmean(per_seed))
+    extra = {}
+    for name in also:
+        if name not in metrics:
+            extra[name] = (math.nan, math.nan, math.nan)
+            continue
+        values = window_means(metrics, name, window)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            extra[name] = (float(np.nanmean(values)), *bootstrap_ci(values))
     return Summary(entry.name, per_seed, mean, interquartile_mean(per_seed), low, high,
-                   intrinsic, reached, paper, source)
+                   intrinsic, reached, paper, source, extra)
 
 
 def _fmt(x: float) -> str:
-    return "–" if not np.isfinite(x) else f"{x:.1f}"
+    if not np.isfinite(x):
+        return "–"
+    return f"{x:.3f}" if abs(x) < 10 else f"{x:.1f}"
 
 
 def write_tables(summaries: Sequence[Summary], out: Path) -> tuple[Path, Path]:
+    also = tuple(summaries[0].also) if summaries else ()
     """``comparison.csv`` (machine-readable) and ``comparison.md`` (for reading)."""
     out.mkdir(parents=True, exist_ok=True)
     num_seeds = max(len(s.per_seed) for s in summaries)
@@ -254,20 +270,26 @@ def write_tables(summaries: Sequence[Summary], out: Path) -> tuple[Path, Path]:
         writer = csv.writer(f)
         writer.writerow(["preset", "env_steps", "mean", "iqm", "ci_low", "ci_high",
                          "intrinsic_per_agent", "paper", "paper_source",
-                         *[f"seed{k}" for k in range(num_seeds)]])
+                         *[f"seed{k}" for k in range(num_seeds)],
+                         *[f"{m}_{part}" for m in also for part in ("mean", "ci_low",
+                                                                    "ci_high")]])
         for s in summaries:
             writer.writerow([s.name, s.env_steps, s.mean, s.iqm, s.ci_low, s.ci_high,
                              s.intrinsic, s.paper, s.source,
-                             *[repr(float(v)) for v in s.per_seed]])
+                             *[repr(float(v)) for v in s.per_seed],
+                             *[v for m in also for v in s.also[m]]])
     md_path = out / "comparison.md"
     lines = ["| preset | env steps / seed | seeds | collective return (mean) | IQM | 95% CI "
-             "| intrinsic / agent | paper | paper source |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| intrinsic / agent | paper | paper source |"
+             + "".join(f" {m} (mean, 95% CI) |" for m in also),
+             "|---|---|---|---|---|---|---|---|---|" + "---|" * len(also)]
     for s in summaries:
         seeds = int(np.isfinite(s.per_seed).sum())
+        extra = "".join(f" {_fmt(s.also[m][0])} [{_fmt(s.also[m][1])}, {_fmt(s.also[m][2])}] |"
+                        for m in also)
         lines.append(f"| {s.name} | {s.env_steps:,} | {seeds} | {_fmt(s.mean)} | {_fmt(s.iqm)} "
                      f"| [{_fmt(s.ci_low)}, {_fmt(s.ci_high)}] | {_fmt(s.intrinsic)} "
-                     f"| {_fmt(s.paper)} | {s.source or '–'} |")
+                     f"| {_fmt(s.paper)} | {s.source or '–'} |" + extra)
     md_path.write_text("\n".join(lines) + "\n")
     return csv_path, md_path
 
@@ -361,6 +383,9 @@ def compare_main(argv: list[str]) -> None:
     parser.add_argument("--ray", default=None, metavar="local|ADDRESS",
                         help="run the presets as Ray tasks (default: in this process)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--also", nargs="+", default=(), metavar="METRIC",
+                        help="more logged metrics to tabulate the same way (e.g. "
+                             "own_coin_share, episode_length, alive)")
     parser.add_argument("--summarise-only", action="store_true",
                         help="write the table and plot from the existing runs")
     args, flags = parser.parse_known_args(argv)
@@ -375,7 +400,7 @@ def compare_main(argv: list[str]) -> None:
     missing = [e.name for e in entries if not (e.run_dir / "metrics.csv").exists()]
     if missing:
         parser.error(f"no results yet for {missing}; run without --summarise-only")
-    summaries = [summarise(e, args.window_steps) for e in entries]
+    summaries = [summarise(e, args.window_steps, args.also) for e in entries]
     _, md = write_tables(summaries, args.out)
     png = plot(entries, summaries, args.out / "comparison.png")
     sys.stdout.write(md.read_text())
