@@ -60,7 +60,9 @@ def _fake_run(run_dir, returns, intrinsic=None):
 
 
 def test_summarise_reports_window_stats_intrinsic_and_the_paper(tmp_path):
-    (entry,) = plan(["emurel/cleanup/ia"], TINY, tmp_path)
+    # a budget of 10 iterations of 128 steps, the iterations the fake run logs
+    (entry,) = plan(["emurel/cleanup/ia"], [*TINY, "--total-steps", "1280"], tmp_path)
+    assert entry.cfg.num_iterations == 10
     returns = np.array([[0.0, 0.0, 0.0]] * 9 + [[10.0, 20.0, 30.0]])
     # intrinsic per agent [U, S, N=2]: in the last iteration -1 and -3 per agent -> mean -2
     intrinsic = np.zeros((10, 3, 2))
@@ -79,6 +81,9 @@ def test_summarise_reports_window_stats_intrinsic_and_the_paper(tmp_path):
     s3 = summarise(entry, also=("intrinsic_return_0", "own_coin_share"))
     assert s3.also["intrinsic_return_0"] == (-1.0, -1.0, -1.0)
     assert all(math.isnan(v) for v in s3.also["own_coin_share"])
+    # The same run in a comparison with half the budget counts its first 5 iterations only.
+    (half,) = plan(["emurel/cleanup/ia"], [*TINY, "--total-steps", "640"], tmp_path)
+    assert summarise(half).env_steps == 5000 and summarise(half).mean == 0.0
 
 
 def test_plan_rejects_unknown_or_repeated_presets(tmp_path):
