@@ -60,6 +60,7 @@ from prosocial.motives.base import Motive, select_agents
 from prosocial.motives.inequity import _as_float, smooth_rewards
 from prosocial.motives.moa import (
     ModelOfOtherAgents,
+    check_moa_env,
     cross_entropy_loss,
     next_action_targets,
     own_first_order,
@@ -341,12 +342,7 @@ class EMuReL(Motive):
 
     def check(self, env, event_keys):
         super().check(env, event_keys)
-        missing = {"rgb", "visible"} - set(env.observation_space.spaces)
-        if missing:
-            raise ValueError(f"motive 'emurel' needs observations {sorted(missing)}, which "
-                             f"{env.env_id or type(env).__name__} does not give")
-        self.num_agents, self.num_actions = env.num_agents, env.num_actions
-        self.own_first = own_first_order(env.num_agents)
+        self.num_agents, self.num_actions, self.own_first = check_moa_env(self.name, env)
 
     @property
     def moa(self) -> ModelOfOtherAgents:

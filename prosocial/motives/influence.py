@@ -44,8 +44,8 @@ import jax.numpy as jnp
 from prosocial.motives.base import Motive
 from prosocial.motives.moa import (
     ModelOfOtherAgents,
+    check_moa_env,
     next_action_targets,
-    own_first_order,
     prediction_accuracy,
 )
 from prosocial.schedules import knots, piecewise_linear
@@ -129,12 +129,7 @@ class SocialInfluence(Motive):
 
     def check(self, env, event_keys):
         super().check(env, event_keys)
-        missing = {"rgb", "visible"} - set(env.observation_space.spaces)
-        if missing:
-            raise ValueError(f"motive 'si' needs observations {sorted(missing)}, which "
-                             f"{env.env_id or type(env).__name__} does not give")
-        self.num_agents, self.num_actions = env.num_agents, env.num_actions
-        self.own_first = own_first_order(env.num_agents)
+        self.num_agents, self.num_actions, self.own_first = check_moa_env(self.name, env)
 
     @property
     def moa(self) -> ModelOfOtherAgents:

@@ -52,6 +52,17 @@ def own_first_order(num_agents: int) -> np.ndarray:
                      for k in range(num_agents)])
 
 
+def check_moa_env(motive_name: str, env) -> tuple[int, int, np.ndarray]:
+    """What a motive with a model of other agents needs of ``env``: the ``rgb`` view it
+    encodes and the ``visible`` flags it masks with (ValueError naming the motive
+    otherwise). Returns (N, number of actions, :func:`own_first_order`)."""
+    missing = {"rgb", "visible"} - set(env.observation_space.spaces)
+    if missing:
+        raise ValueError(f"motive {motive_name!r} needs observations {sorted(missing)}, which "
+                         f"{env.env_id or type(env).__name__} does not give")
+    return env.num_agents, env.num_actions, own_first_order(env.num_agents)
+
+
 def next_action_targets(own_first: jax.Array, visible: jax.Array, valid: jax.Array,
                         only_when_visible: bool = True) -> tuple[jax.Array, jax.Array]:
     """The MOA's training targets for a rollout: what step t predicts, and which of it counts.
