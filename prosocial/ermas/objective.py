@@ -127,6 +127,9 @@ class WPPO(PPO):
         targets["lam"] = batch["lam"]
         return targets
 
+    def after_update(self, state, last_epoch):
+        return dict(super().after_update(state, last_epoch), lam=state["lam"])
+
     def loss(self, logits, values, mb, state):
         return wppo_loss(self.cfg, logits, values, mb, mb["lam"], state["kl_coef"],
                          self.clip_planner, self.normalised)
