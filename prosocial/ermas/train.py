@@ -83,4 +83,40 @@ def train_ermas(cfg: ErmasRunConfig, out, resume: bool = False,
     return run_dir
 
 
-__all__ = ["from_dict", "to_dict", "train_ermas"]
+def ermas_main(argv: list[str]) -> None:
+    """``prosocial ermas --preset NAME --out DIR [--seeds S] [--outer-iterations K]
+    [--episode-steps T] [--resume]``."""
+    import argparse
+
+    from prosocial.experiments.presets.ermas import PRESETS, preset
+
+    parser = argparse.ArgumentParser(prog="prosocial ermas",
+                                     description="train an ERMAS or baseline preset")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="ermas/bimatrix/ermas")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seeds", type=int)
+    parser.add_argument("--outer-iterations", type=int)
+    parser.add_argument("--episode-steps", type=int)
+    parser.add_argument("--env", help="e.g. bimatrix-constrained")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    cfg = preset(args.preset)
+    changes: dict[str, Any] = {}
+    if args.seeds is not None:
+        changes["num_seeds"] = args.seeds
+    if args.outer_iterations is not None:
+        changes["outer_iterations"] = args.outer_iterations
+    if args.env is not None:
+        changes["env"] = args.env
+    if args.episode_steps is not None:
+        changes["env_options"] = dict(cfg.env_options, max_steps=args.episode_steps)
+    cfg = dataclasses.replace(cfg, **changes)
+    for name in ("num_seeds", "outer_iterations"):
+        if getattr(cfg, name) < 1:
+            parser.error(f"{name} must be a positive integer")
+    run_dir = train_ermas(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    print(f"run directory: {run_dir}")
+
+
+__all__ = ["ermas_main", "from_dict", "to_dict", "train_ermas"]
