@@ -106,3 +106,24 @@ def test_loop_dual_step_and_resume(ermas, tmp_path):
     assert np.abs(a["lam_0"] - e.initial_lambda).max() > 0.01  # the dual step acted
     np.testing.assert_allclose(a["regret_0"], a["j_new_0"] - a["j_old_0"], atol=1e-4)
     assert from_dict(to_dict(CFG)) == CFG
+
+
+@pytest.mark.slow
+def test_shared_policy_and_paper_form_run():
+    """SRAI's shared agent policy (B-32) with the meta step on shared parameters, and the
+    paper's form (unnormalised objective, warm-up) run and keep finite values."""
+    import dataclasses
+
+    cfg = dataclasses.replace(CFG, share_agent_policy=True, ermas=dataclasses.replace(
+        CFG.ermas, objective_normalised=False, warmup_steps=2,
+        ref_deviation_planner_untrained=True))
+    er = Ermas(cfg)
+    state = er.init()
+    before = jax.tree.map(np.asarray, state.main.pops[0].params)
+    state, metrics = er.iteration(state)
+    assert int(state.warm) == 2 and int(state.iteration) == 1
+    assert all(np.all(np.isfinite(v)) for v in metrics.values())
+    after = state.main.pops[0].params
+    assert jax.tree.leaves(after)[0].shape[0] == CFG.num_seeds  # one set per seed
+    assert any(not np.array_equal(a, np.asarray(b)) for a, b in zip(
+        jax.tree.leaves(before), jax.tree.leaves(after), strict=True))
