@@ -231,7 +231,8 @@ class Ermas:
         main = self.main.init(k_main)
         lam = jnp.full((self.cfg.num_seeds, self.n), self.cfg.ermas.initial_lambda,
                        jnp.float32)
-        dev_rollout = self._dev_template.rollout if self.ermas else ()
+        # Copies: the runners donate their states' buffers, the template stays intact.
+        dev_rollout = jax.tree.map(jnp.copy, self._dev_template.rollout) if self.ermas else ()
         return ErmasState(main=main, dev_rollout=dev_rollout, lam=lam, key=k_loop,
                           iteration=jnp.zeros((), jnp.int32), warm=jnp.zeros((), jnp.int32))
 
@@ -262,7 +263,9 @@ class Ermas:
         else:
             planner_params = jax.tree.map(lambda x: jnp.repeat(x, n, axis=0), planner.params)
         dev_planner = t.pops[1].replace(params=planner_params)
-        return t.replace(rollout=dev_rollout, pops=(dev_agents, dev_planner))
+        # Fresh buffers (the deviation runner donates them; the template must survive).
+        fresh = jax.tree.map(jnp.copy, t.replace(pops=(dev_agents, dev_planner)))
+        return fresh.replace(rollout=dev_rollout)
 
     def _finish_impl(self, main: RunState, dev: RunState, lam, j_old, j_new):
         """Dual and meta steps after the main update."""
