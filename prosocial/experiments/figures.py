@@ -112,7 +112,8 @@ def stats(values) -> dict[str, float]:
 
 def write_table(rows: list[dict], out: Path, name: str) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    keys = list(rows[0])
+    keys = list(dict.fromkeys(k for r in rows for k in r))  # every column, first-seen order
+    rows = [{k: r.get(k, float("nan")) for k in keys} for r in rows]
     csv_path, md_path = out / f"{name}.csv", out / f"{name}.md"
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, keys)
