@@ -127,3 +127,19 @@ def test_shared_policy_and_paper_form_run():
     assert jax.tree.leaves(after)[0].shape[0] == CFG.num_seeds  # one set per seed
     assert any(not np.array_equal(a, np.asarray(b)) for a, b in zip(
         jax.tree.leaves(before), jax.tree.leaves(after), strict=True))
+
+
+@pytest.mark.slow
+def test_nmatrix_with_separate_mlps():
+    """The N-matrix game (3 agents, an active planner) with SRAI's separate ReLU MLPs:
+    three deviations per seed, λ per agent."""
+    import dataclasses
+
+    cfg = dataclasses.replace(CFG, env="coop_bimatrix_3", agent_mlp_hidden=32,
+                              planner_mlp_hidden=32, outer_iterations=1)
+    er = Ermas(cfg)
+    assert er.n == 3 and er.dev.num_seeds == 3 * CFG.num_seeds
+    state, metrics = er.iteration(er.init())
+    assert metrics["lam"].shape == (CFG.num_seeds, 3)
+    assert all(np.all(np.isfinite(v)) for v in metrics.values())
+    assert set(state.main.pops[0].params) == {"pi_hidden", "pi_out", "vf_hidden", "vf_out"}

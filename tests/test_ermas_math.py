@@ -1,5 +1,6 @@
 """ERMAS's pure steps with hand-computed values (specs §9.9.2–9.9.5)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -92,3 +93,27 @@ def test_standardise():
     x = jnp.array([[1.0, 3.0], [5.0, 7.0]])
     # per column: mean 3 and 5, std 2 → ±1.
     np.testing.assert_allclose(standardise(x, axis=0), [[-1, -1], [1, 1]], atol=1e-6)
+
+
+def test_separate_mlp_policy_values():
+    from prosocial.envs.spaces import Box, Dict
+    from prosocial.ermas.policy import SeparateMLP
+
+    pol = SeparateMLP(Dict({"obs": Box(0.0, 1.0, (2,), "float32")}), num_actions=2, hidden=2)
+    params = pol.init(jax.random.split(jax.random.PRNGKey(0), 1))
+    eye = jnp.eye(2)[None]
+    # π: hidden relu([1, −2]·I + [0, 1]) = relu([1, −1]) = [1, 0]; logits [1, 0]·W + b.
+    params = {"pi_hidden": {"kernel": eye, "bias": jnp.array([[0.0, 1.0]])},
+              "pi_out": {"kernel": jnp.array([[[2.0, 3.0], [5.0, 7.0]]]),
+                         "bias": jnp.array([[0.5, 0.0]])},
+              "vf_hidden": {"kernel": -eye, "bias": jnp.zeros((1, 2))},
+              "vf_out": {"kernel": jnp.array([[[1.0], [10.0]]]), "bias": jnp.array([[0.25]])}}
+    obs = {"obs": jnp.array([[[1.0, -2.0]]])}  # [P=1, B=1, 2]
+    out, carry = pol.step(params, obs, (), jnp.zeros((1, 1), bool))
+    np.testing.assert_allclose(out["logits"], [[[2.5, 3.0]]])
+    # value: relu([−1, 2]) = [0, 2] → 0·1 + 2·10 + 0.25 = 20.25
+    np.testing.assert_allclose(out["value"], [[20.25]])
+    logits, values = pol.unroll(params, {"obs": obs["obs"][:, :, None]}, (),
+                                jnp.zeros((1, 1, 1), bool))
+    np.testing.assert_allclose(logits[:, :, 0], out["logits"])
+    np.testing.assert_allclose(values[:, :, 0], out["value"])

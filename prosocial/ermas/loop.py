@@ -50,6 +50,7 @@ from prosocial.envs.core import AutoReset
 from prosocial.ermas.dual import LAMBDA_MAX, dual_step, per_step_regret
 from prosocial.ermas.meta import META_CAP, reptile_per_agent, reptile_shared
 from prosocial.ermas.objective import WPPO
+from prosocial.ermas.policy import SeparateMLP
 from prosocial.learners.population import role_population
 from prosocial.learners.ppo import PPO
 from prosocial.learners.ppo_config import PPOConfig
@@ -134,6 +135,10 @@ class ErmasRunConfig:
     planner_ppo: PPOConfig = PPOConfig()
     agent_net: NetConfig = LINEAR
     planner_net: NetConfig = LINEAR
+    agent_mlp_hidden: int | None = None
+    """Separate policy and value MLPs with this many ReLU units (SRAI's N-matrix agents,
+    ``prosocial.ermas.policy.SeparateMLP``) instead of ``agent_net``."""
+    planner_mlp_hidden: int | None = None
     share_agent_policy: bool = False
     """One parameter set for all agents (SRAI, B-32); default separate (D-38)."""
     train_planner: bool = True
@@ -196,11 +201,19 @@ class Ermas:
     def _pops(self, num_seeds, agent_rule, shared, planner_trainable):
         cfg = self.cfg
         agents = role_population(self.env, "agents", agent_rule, cfg.agent_net,
-                                 num_seeds=num_seeds, shared=shared, name="agents")
+                                 num_seeds=num_seeds, shared=shared, name="agents",
+                                 policy=self._mlp("agents", cfg.agent_mlp_hidden))
         planner = role_population(self.env, "planner", PPO(cfg.planner_ppo), cfg.planner_net,
                                   num_seeds=num_seeds, name="planner",
-                                  trainable=planner_trainable)
+                                  trainable=planner_trainable,
+                                  policy=self._mlp("planner", cfg.planner_mlp_hidden))
         return (agents, planner)
+
+    def _mlp(self, role, hidden):
+        if hidden is None:
+            return None
+        return SeparateMLP(self.env.observation_spaces[role], self.env.action_spaces[role].n,
+                           hidden)
 
     # --- evaluation ----------------------------------------------------------------------
 
