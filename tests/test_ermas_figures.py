@@ -79,3 +79,5 @@ def test_evaluation_protocol_tiny(tmp_path):
     assert set(out) == {0.0, 0.5}
     assert out[0.5]["planner_return"].shape == (2,)
     assert np.all(np.isfinite(out[0.5]["agent_return"]))
+    # the test game's Q reaches the agents: r_i − 0.5·r̃ with r̃ > 0 lowers their return
+    assert np.all(out[0.5]["agent_return"] < out[0.0]["agent_return"])

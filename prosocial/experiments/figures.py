@@ -370,7 +370,7 @@ FIGURES = {"ermas-fig3": fig3, "ermas-fig4": fig4, "ermas-fig5": fig5}
 def figure_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="prosocial figure", description="Reproduce a paper figure: train its runs "
-        "(resumable), write the table (mean, 95%% CI over seeds) and the plot, and print "
+        "(resumable), write the table (mean, 95% CI over seeds) and the plot, and print "
         "the paper's claim beside the measured outcome.")
     parser.add_argument("figure", choices=sorted(FIGURES))
     parser.add_argument("--out", type=Path, required=True, help="output directory")
