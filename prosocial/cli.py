@@ -20,6 +20,13 @@ usage: prosocial COMMAND [options]      (prosocial COMMAND --help for all its op
   prosocial niceness DIR [--episodes K] [--seed-index I]
         a Coins run's niceness-network predictions by action class (other's coin, own
         coin, no coin), [ECCLES] §3.4.4 (default: 100 episodes, seed 0)
+  prosocial ermas --preset ermas/bimatrix/NAME --out DIR [--seeds S] [--resume]
+        train an ERMAS run or baseline (marl, oracle, dr, rr, ermas, ermas-nometa,
+        fixed-lambda; ermas/bimatrix-reference-code/… with SRAI's defects)
+  prosocial figure ermas-fig3|ermas-fig4|ermas-fig5 --out DIR [--seeds S] [--episodes K]
+        [--episode-steps T] [--test-episodes K]
+        reproduce a paper figure: its runs (resumable), table with 95% CIs, plot, and the
+        paper's claim beside the measured outcome
   prosocial demo [--out DIR]
         random agents: GIFs of Harvest and Cleanup and the env speed (default: runs/demo)
   prosocial bench envs [--env ID] [--num-envs N ...]
@@ -99,8 +106,20 @@ def _niceness(argv: list[str]) -> None:
     niceness_main(argv)
 
 
+def _ermas(argv: list[str]) -> None:
+    from prosocial.ermas.train import ermas_main
+
+    ermas_main(argv)
+
+
+def _figure(argv: list[str]) -> None:
+    from prosocial.experiments.figures import figure_main
+
+    figure_main(argv)
+
+
 COMMANDS = {"demo": _demo, "bench": _bench, "train": _train, "eval": _eval, "export": _export,
-            "compare": _compare, "niceness": _niceness}
+            "compare": _compare, "niceness": _niceness, "ermas": _ermas, "figure": _figure}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -248,6 +248,8 @@ class Runner:
             "terminated": to_params(rollout.terminated), "truncated": per_param(
                 rollout.truncated),
         }
+        if hasattr(rule, "inputs"):  # a rule that reads other populations (ERMAS's WPPO)
+            batch.update(rule.inputs(self, i, ps, rollout))
         targets = rule.prepare(batch)
         motive_carry0 = extras.pop("initial_carry", ())
         if rollout.action_mask is not None:

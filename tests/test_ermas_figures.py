@@ -1,0 +1,83 @@
+"""Figure commands and the evaluation protocol: configs, scaling and tables (fast parts);
+the tiny end-to-end runs are marked slow."""
+
+import numpy as np
+import pytest
+
+from prosocial.ermas.evaluation import test_config as make_test_config
+from prosocial.experiments import figures as F
+from prosocial.experiments.presets.ermas import preset
+
+
+def test_test_config_drops_training_changes():
+    cfg = preset("ermas/bimatrix-reference-code/rr")
+    test = make_test_config(cfg, 0.3, iterations=7, extra_options={"action_perturb": 0.1})
+    # the RR transform is a training device: the planner is judged on its own reward
+    assert test.env_options == {"ref_bimatrix_extra_step": True, "perturb_q": 0.3,
+                                "action_perturb": 0.1}
+    assert test.ermas.method == "marl" and not test.train_planner
+    assert test.outer_iterations == 7 and test.agent_ppo == cfg.agent_ppo
+    dr = make_test_config(preset("ermas/bimatrix/dr"), 0.0, 1)
+    assert dr.env_options == {"perturb_q": 0.0}
+
+
+def test_scaled_budget_and_epsilon():
+    scale = F.Scale(seeds=2, episodes=100, episode_steps=500, eval_episodes=3)
+    configs = F.fig3_configs(scale)
+    assert list(configs) == ["marl", "ermas_eps-10", "ermas_eps5", "ermas_eps20"]
+    e20 = configs["ermas_eps20"]
+    # ε in episode-return units scales with the episode: 20 · 500 / 5000 = 2
+    assert e20.ermas.epsilon == pytest.approx(2.0)
+    assert e20.env == "bimatrix-constrained" and e20.env_options == {"max_steps": 500}
+    # 100 episodes × 500 steps / (3 × 12 000) = 1.39 → 2 outer iterations
+    assert e20.outer_iterations == 2 and e20.num_seeds == 2 and e20.ermas.eval_episodes == 3
+    # 12 episodes × 500 steps / 36 000 per iteration → 1 iteration
+    assert F.window(e20) == 1
+    assert F.window(preset("ermas/bimatrix/ermas")) == 2  # 60 000 / 36 000 → 2
+    f4 = F.fig4_configs(scale)
+    fixed = f4["fixed_lambda3"].ermas
+    assert (fixed.freeze_lambda, fixed.initial_lambda, fixed.use_meta, fixed.alpha_lr,
+            fixed.inner_me_iterations, fixed.inner_main_iterations) == (
+        True, 3.0, False, 0.001, 3, 2)
+    assert f4["meta_beta1"].ermas.use_meta and f4["meta_beta1"].ermas.metascale == 1.0
+    f5 = F.fig5_configs(scale)
+    assert f5["oracle"].env_options == {"perturb_q": 0.5, "max_steps": 500}
+    assert f5["ermas"].env == "bimatrix"
+
+
+def test_table_rows(tmp_path):
+    row = F._row("x", planner_return=np.array([1.0, 2.0, 3.0]))
+    assert row["planner_return_mean"] == 2.0 and row["seeds"] == 3
+    assert row["planner_return_ci_low"] <= 2.0 <= row["planner_return_ci_high"]
+    csv_path, md_path = F.write_table([row], tmp_path, "t")
+    assert csv_path.read_text().splitlines()[0].startswith("config,planner_return_mean")
+    assert "| x | 2 |" in md_path.read_text()
+
+
+@pytest.mark.slow
+def test_fig3_tiny_end_to_end(tmp_path):
+    scale = F.Scale(seeds=2, episodes=2, episode_steps=40, eval_episodes=2)
+    text = F.fig3(tmp_path, scale, progress=False, epsilons=(-10.0, 20.0))
+    assert "paper: R-17" in text and "measured:" in text
+    assert (tmp_path / "ermas_fig3.png").is_file() and (tmp_path / "ermas_fig3.csv").is_file()
+
+
+@pytest.mark.slow
+def test_evaluation_protocol_tiny(tmp_path):
+    import dataclasses
+
+    from prosocial.ermas.evaluation import evaluate_planner, load_run
+    from prosocial.ermas.train import train_ermas
+
+    cfg = F.scaled(preset("ermas/bimatrix/marl"), F.Scale(seeds=2, episodes=1,
+                                                          episode_steps=40, eval_episodes=2))
+    cfg = dataclasses.replace(cfg, num_envs=4, num_steps=40)
+    run = train_ermas(cfg, tmp_path / "run", progress=False)
+    loaded, state = load_run(run)
+    assert loaded == cfg
+    out = evaluate_planner(loaded, state.main.pops[1].params, (0.0, 0.5), iterations=1)
+    assert set(out) == {0.0, 0.5}
+    assert out[0.5]["planner_return"].shape == (2,)
+    assert np.all(np.isfinite(out[0.5]["agent_return"]))
+    # the test game's Q reaches the agents: r_i − 0.5·r̃ with r̃ > 0 lowers their return
+    assert np.all(out[0.5]["agent_return"] < out[0.0]["agent_return"])
