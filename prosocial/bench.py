@@ -59,6 +59,14 @@ def observation_checksum(obs, mode: str) -> tuple[jax.Array, jax.Array]:
     return total_int, total_float
 
 
+def random_actions(key: jax.Array, num_envs: int, limits: jax.Array) -> jax.Array:
+    """Uniform actions ``int32[num_envs, N]``, agent i's below ``limits[i]``, from one 32-bit
+    draw each (the modulo bias is below 2^-28 for any game here); randint's two draws per
+    action cost more than a matrix game's whole step."""
+    bits = jax.random.bits(key, (num_envs, limits.shape[0]), jnp.uint32)
+    return (bits % limits.astype(jnp.uint32)).astype(jnp.int32)
+
+
 def make_rollout(env, num_envs: int, num_steps: int, mode: str = "full"):
     """Jitted ``init(key) -> states`` and ``rollout(key, states) -> (states, checksums)``."""
     if mode not in MODES:
@@ -69,10 +77,7 @@ def make_rollout(env, num_envs: int, num_steps: int, mode: str = "full"):
     def one_step(carry, _):
         key, state, sum_int, sum_float = carry
         key, key_act, key_step = jax.random.split(key, 3)
-        # Uniform actions from one 32-bit draw each (the modulo bias is below 2^-28 for
-        # any game here); randint's two draws per action cost more than a matrix game.
-        bits = jax.random.bits(key_act, (num_envs, env.num_agents), jnp.uint32)
-        actions = (bits % limits.astype(jnp.uint32)).astype(jnp.int32)
+        actions = random_actions(key_act, num_envs, limits)
         obs, state, reward, *_ = jax.vmap(env.step)(
             jax.random.split(key_step, num_envs), state, actions)
         obs_int, obs_float = observation_checksum(obs, mode)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prosocial.bench import make_rollout, measure, observation_checksum
+from prosocial.bench import make_rollout, measure, observation_checksum, random_actions
 from prosocial.envs.core import AutoReset, num_actions_per_agent
 from prosocial.envs.registry import make
 from prosocial.experiments.demo import random_episode_frames
@@ -40,6 +40,16 @@ def test_observation_checksums():
     assert float(observation_checksum(obs, "pixel")[1]) == 3.0
 
 
+def test_random_actions_are_uniform_below_each_agents_limit():
+    # agents with 2 and 5 actions, 20 000 draws each: every action appears with frequency
+    # 1/n within 4 standard errors (√(p(1−p)/20 000) ≤ 0.0036), none at or above n
+    a = np.asarray(random_actions(jax.random.PRNGKey(0), 20_000, jnp.asarray([2, 5])))
+    for i, n in enumerate((2, 5)):
+        freq = np.bincount(a[:, i], minlength=8) / len(a)
+        assert np.all(freq[n:] == 0)
+        np.testing.assert_allclose(freq[:n], 1 / n, atol=4 * 0.0036)
+
+
 def test_full_rollout_checksum_reads_every_observation_element():
     env = make("harvest", num_agents=2)
     init, rollout = make_rollout(env, num_envs=3, num_steps=1, mode="full")
@@ -48,7 +58,7 @@ def test_full_rollout_checksum_reads_every_observation_element():
     _, (sum_int, sum_float) = rollout(key, state)
     # the same step by hand
     _, key_act, key_step = jax.random.split(key, 3)
-    actions = jax.random.randint(key_act, (3, 2), 0, jnp.asarray(num_actions_per_agent(env)))
+    actions = random_actions(key_act, 3, jnp.asarray(num_actions_per_agent(env)))
     obs, _, reward, *_ = jax.vmap(AutoReset(env).step)(jax.random.split(key_step, 3), state,
                                                        actions)
     ints = sum(int(np.asarray(x, np.int64).sum()) for x in jax.tree.leaves(obs)
