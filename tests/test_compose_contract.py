@@ -16,7 +16,7 @@ from prosocial.envs.core import event_keys
 from prosocial.envs.registry import env_parameters
 from prosocial.learners.a2c import A2C, A2CConfig
 from prosocial.learners.dqn import DQN, DQNConfig
-from prosocial.learners.population import all_agents
+from prosocial.learners.population import all_agents, role_population
 from prosocial.learners.ppo import PPO, PPOConfig
 from prosocial.learners.runner import Runner
 from prosocial.motives.config import MOTIVES, MotiveConfig
@@ -36,7 +36,8 @@ DIAGNOSTICS = {"none": (), "collective": (), "ia": ("inequity_aversion_reward",)
                        "scm_loss"),
                "emurel": ("environmental_impact", "emurel_reward", "moa_loss", "forward_loss",
                           "inverse_loss"),
-               "ir": ("ir_penalty", "ir_violations", "ir_satisfactions", "ir_opened")}
+               "ir": ("ir_penalty", "ir_violations", "ir_satisfactions", "ir_opened"),
+               "reciprocity": ("imitator_niceness",)}
 
 
 def _supports(motive, env) -> bool:
@@ -60,7 +61,10 @@ def combinations():
                      if _supports(motive, prosocial.make(env_id, num_agents=2, max_steps=6))]
         for n, learner in enumerate(LEARNERS):
             for k, env_id in enumerate(supported):
-                marks = () if k == (m + n) % len(supported) else (pytest.mark.slow,)
+                # By default each motive runs with one learner (in turn) on one env (in
+                # turn): every motive and every learner is covered; the product under slow.
+                default = n == m % len(LEARNERS) and k == m % len(supported)
+                marks = () if default else (pytest.mark.slow,)
                 yield pytest.param(env_id, name, learner, id=f"{env_id}-{name}-{learner}",
                                    marks=marks)
 
@@ -70,19 +74,27 @@ def test_motive_and_learner_compose(env_id, motive_name, learner):
     env = prosocial.make(env_id, num_agents=2, max_steps=6)
     motive = MotiveConfig(name=motive_name, moa_lstm_size=4, moa_hidden_sizes=(4,),
                           influence_schedule=((0, 1.0),)).build()
-    runner = Runner(env, (all_agents(env, LEARNERS[learner](), NET, motive),), num_seeds=1,
-                    num_envs=2, num_steps=8)
+    if motive_name == "reciprocity":  # an innovator of its own, the imitator shaped
+        pops = (role_population(env, "agents", LEARNERS[learner](), NET, name="innovator",
+                                agents=(0,)),
+                role_population(env, "agents", LEARNERS[learner](), NET, motive,
+                                name="imitator", agents=(1,)))
+        prefix, shaped = "imitator/", [1]
+    else:
+        pops, prefix, shaped = (all_agents(env, LEARNERS[learner](), NET, motive),), "", [0, 1]
+    runner = Runner(env, pops, num_seeds=1, num_envs=2, num_steps=8)
     state = runner.init(jax.random.PRNGKey(0))
-    before = [np.asarray(x) for x in jax.tree.leaves(state.pops[0].params)]
+    before = [np.asarray(x) for x in jax.tree.leaves(state.pops[-1].params)]
     state, metrics = runner.iteration(state)
     for name in LOSSES[learner]:
+        name = prefix + name
         assert np.all(np.isfinite(metrics[name])) and metrics[name].shape == (1,), name
     for name in DIAGNOSTICS[motive_name]:
-        assert np.all(np.isfinite(metrics[name])), name
+        assert np.all(np.isfinite(metrics[prefix + name])), name
     if motive_name == "none":
         assert "intrinsic_return" not in metrics
     else:  # the 6-step episodes end inside the 8-step rollout
         assert metrics["intrinsic_return"].shape == (1, 2)
-        assert np.all(np.isfinite(metrics["intrinsic_return"]))
-    after = [np.asarray(x) for x in jax.tree.leaves(state.pops[0].params)]
+        assert np.all(np.isfinite(metrics["intrinsic_return"][:, shaped]))
+    after = [np.asarray(x) for x in jax.tree.leaves(state.pops[-1].params)]
     assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
