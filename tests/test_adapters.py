@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from env_params import env_params
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 from two_roles_env import TwoRoles
 
@@ -38,7 +39,7 @@ def _env(env_id: str):
     return prosocial.make(env_id, max_steps=MAX_STEPS)
 
 
-@pytest.fixture(params=prosocial.list_envs())
+@pytest.fixture(params=env_params(prosocial.list_envs()))
 def env_id(request):
     return request.param
 

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from env_params import env_params
 from two_roles_env import TwoRoles
 
 import prosocial
@@ -97,7 +98,7 @@ def _eager_rollout(env_id: str):
     return first, steps
 
 
-@pytest.fixture(params=ENV_IDS + list(TEST_ENVS))
+@pytest.fixture(params=env_params(ENV_IDS + list(TEST_ENVS)))
 def env_id(request):
     return request.param
 
