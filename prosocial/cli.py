@@ -19,10 +19,10 @@ usage: prosocial COMMAND [options]      (prosocial COMMAND --help for all its op
         (default --out: runs/compare)
   prosocial niceness DIR [--episodes K] [--seed-index I]
         a Coins run's niceness-network predictions by action class (other's coin, own
-        coin, no coin), [ECCLES] §3.4.4 (default: 100 episodes, seed 0)
+        coin, no coin), as in the reciprocity paper (default: 100 episodes, seed 0)
   prosocial ermas --preset ermas/bimatrix/NAME --out DIR [--seeds S] [--resume]
         train an ERMAS run or baseline (marl, oracle, dr, rr, ermas, ermas-nometa,
-        fixed-lambda; ermas/bimatrix-reference-code/… with SRAI's defects)
+        fixed-lambda; ermas/bimatrix-reference-code/… with the reference code's defects)
   prosocial figure ermas-fig3|ermas-fig4|ermas-fig5 --out DIR [--seeds S] [--episodes K]
         [--episode-steps T] [--test-episodes K]
         reproduce a paper figure: its runs (resumable), table with 95% CIs, plot, and the

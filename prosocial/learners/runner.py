@@ -200,11 +200,14 @@ class Runner:
         for i, pop in enumerate(self.populations):
             if not pop.learns:
                 continue
-            # The optimiser's and the rule's state (DQN: replay buffers) skip the targets'
-            # program, which would otherwise copy them.
+            # A rule with its own update keeps its optimiser's and its own state (DQN: replay
+            # buffers) out of the targets' program, which would otherwise copy them; other
+            # rules' targets may read theirs (ERMAS's WPPO reads λ).
             kept = pops[i]
+            own = hasattr(pop.update, "make_update")
             batch, carry0, ps, shaping = self._prepare[i](
-                kept.replace(opt_state=(), learner=()), rollout, chunk_carries[i])
+                kept.replace(opt_state=(), learner=()) if own else kept, rollout,
+                chunk_carries[i])
             ps = ps.replace(opt_state=kept.opt_state, learner=kept.learner)
             key, rollout_state = _split_update_key(rollout_state)
             ps, pop_metrics = self._sgd[i](ps, batch, carry0, key, lrs[i])
