@@ -164,6 +164,13 @@ def input_key(obs_keys) -> str:
                      f"got keys {sorted(obs_keys)}")
 
 
+def conv_width(cfg: NetConfig, shape) -> int:
+    """Features of the valid, stride-1 convolution of ``cfg`` over an [H, W, C] image:
+    (H − k + 1)·(W − k + 1)·filters."""
+    k = cfg.conv_kernel
+    return (shape[0] - k + 1) * (shape[1] - k + 1) * cfg.conv_filters
+
+
 def init_params(cfg: NetConfig, key: jax.Array, obs_space, num_actions: int) -> Params:
     """One parameter set for an agent with observation space ``obs_space`` (a spaces.Dict)."""
     if num_actions < 1:
@@ -186,7 +193,7 @@ def init_params(cfg: NetConfig, key: jax.Array, obs_space, num_actions: int) -> 
             "kernel": jax.nn.initializers.glorot_uniform()(
                 next(keys), (k, k, c, f), jnp.float32),
             "bias": jnp.zeros((f,), jnp.float32)}
-        width = (h - k + 1) * (w - k + 1) * f
+        width = conv_width(cfg, shape)
     else:
         width = int(np.prod(shape)) if shape else 1
     params.update(mlp_params([next(keys) for _ in cfg.hidden_sizes], width, cfg.hidden_sizes,

@@ -121,7 +121,7 @@ class QNetwork:
                 "kernel": jax.nn.initializers.glorot_uniform(in_axis=(0, 1, 2), out_axis=3)(
                     next(keys), (k, k, c, f), jnp.float32),
                 "bias": jnp.zeros((f,), jnp.float32)}
-            width = (h - k + 1) * (w - k + 1) * f
+            width = nets.conv_width(self.cfg, shape)
         else:
             width = int(np.prod(shape)) if shape else 1
         for i, size in enumerate(self.hidden_sizes + (self.num_actions,)):

@@ -352,12 +352,11 @@ class EMuReL(Motive):
     def init_params(self, keys, env, policy):
         net_cfg = policy.cfg
         shape = env.observation_space.spaces["rgb"].shape
-        k = net_cfg.conv_kernel
-        width = (shape[0] - k + 1) * (shape[1] - k + 1) * net_cfg.conv_filters
+        width = nets.conv_width(net_cfg, shape)
         # φ has the policy's convolution shape, as in the reference (one conv config).
         self.conv_impl = net_cfg.conv_impl
-        icm = ImpactModel(shape, net_cfg.conv_filters, k, env.num_agents, env.num_actions,
-                          self.cfg.moa_lstm_size, self.conv_impl)
+        icm = ImpactModel(shape, net_cfg.conv_filters, net_cfg.conv_kernel, env.num_agents,
+                          env.num_actions, self.cfg.moa_lstm_size, self.conv_impl)
         k_moa, k_icm = jax.vmap(jax.random.split, out_axes=1)(keys)
         return {"moa": self.moa.init(k_moa, width, net_cfg.hidden_init_scale),
                 "icm": icm.init(k_icm)}

@@ -41,6 +41,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from prosocial import nets
 from prosocial.motives.base import Motive
 from prosocial.motives.moa import (
     ModelOfOtherAgents,
@@ -143,8 +144,7 @@ class SocialInfluence(Motive):
     def init_params(self, keys, env, policy):
         net_cfg = policy.cfg
         shape = env.observation_space.spaces["rgb"].shape
-        k = net_cfg.conv_kernel
-        width = (shape[0] - k + 1) * (shape[1] - k + 1) * net_cfg.conv_filters
+        width = nets.conv_width(net_cfg, shape)
         return self.moa.init(keys, width, net_cfg.hidden_init_scale)
 
     def init_carry(self, layout, num_envs):
