@@ -174,3 +174,20 @@ def test_resume_mismatch_names_the_nested_value(tmp_path):
     run = create_run_dir(tmp_path / "r", {"ppo": {"lr": 0.1, "net": {"h": [8]}}, "n": 1})
     with pytest.raises(ValueError, match=r"ppo\.lr: 0\.1 -> 0\.5, ppo\.net\.h: \[8\] -> \[9\]"):
         create_run_dir(run, {"ppo": {"lr": 0.5, "net": {"h": [9]}}, "n": 1}, resume=True)
+
+
+def test_resume_after_an_upgrade_reads_absent_keys_as_their_defaults(tmp_path):
+    # The run was written before "ppo.clip" and "dqn" existed; today's defaults are clip 0.2
+    # and dqn {"lr": 1e-3}. Resuming with those defaults is the same run; setting clip to
+    # 0.3 is not, and the error names that leaf.
+    run = create_run_dir(tmp_path / "r", {"ppo": {"lr": 0.1}, "n": 1})
+    defaults = {"ppo": {"lr": 3e-4, "clip": 0.2}, "dqn": {"lr": 1e-3}, "n": 1}
+    today = {"ppo": {"lr": 0.1, "clip": 0.2}, "dqn": {"lr": 1e-3}, "n": 1}
+    with pytest.raises(ValueError, match=r"ppo\.clip: \"<absent>\" -> 0\.2"):
+        create_run_dir(run, today, resume=True)  # without defaults: a change
+    create_run_dir(run, today, resume=True, defaults=defaults)
+    assert load_run_config(run) == today
+    run2 = create_run_dir(tmp_path / "r2", {"ppo": {"lr": 0.1}, "n": 1})
+    with pytest.raises(ValueError, match=r"ppo\.clip: 0\.2 -> 0\.3"):
+        create_run_dir(run2, {**today, "ppo": {"lr": 0.1, "clip": 0.3}}, resume=True,
+                       defaults=defaults)

@@ -50,7 +50,8 @@ def train_ermas(cfg: ErmasRunConfig, out, resume: bool = False,
     make_dir(run_dir)
     with lock_run_dir(run_dir):
         run_dir = create_run_dir(run_dir, to_dict(cfg), resume=resume,
-                                 mutable_on_resume=MUTABLE_ON_RESUME)
+                                 mutable_on_resume=MUTABLE_ON_RESUME,
+                                 defaults=to_dict(ErmasRunConfig()))
         er = ermas if ermas is not None else Ermas(cfg)
         state = er.init()
         with Checkpointer(run_dir) as ckpt:

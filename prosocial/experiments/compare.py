@@ -110,23 +110,12 @@ def plan(presets: Sequence[str], flags: Sequence[str], out: Path) -> list[Entry]
     return entries
 
 
-def config_differences(stored: dict, wanted: dict, default: dict, prefix: str = "") -> list:
+def config_differences(stored: dict, wanted: dict, default: dict) -> list:
     """Keys where a stored run config differs from the wanted one. A key the stored config
     lacks (added to prosocial since) counts only if the wanted value is not its default."""
-    out = []
-    for key in sorted(set(stored) | set(wanted)):
-        name = prefix + key
-        if key not in wanted:
-            out.append(name)
-        elif key not in stored:
-            if wanted[key] != default.get(key):
-                out.append(name)
-        elif isinstance(wanted[key], dict) and isinstance(stored[key], dict):
-            out += config_differences(stored[key], wanted[key], default.get(key) or {},
-                                      name + ".")
-        elif stored[key] != wanted[key]:
-            out.append(name)
-    return out
+    from prosocial.io.rundir import changed_leaves, fill_absent
+
+    return changed_leaves(fill_absent(stored, default), wanted)
 
 
 def finished(entry: Entry) -> bool:

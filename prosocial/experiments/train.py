@@ -184,7 +184,7 @@ def _train_locked(cfg: TrainConfig, learner: Runner, run_dir: Path, resume: bool
     if resume:
         _check_budget_covers_checkpoint(cfg, run_dir)
     run_dir = create_run_dir(run_dir, to_dict(cfg), resume=resume,
-                             mutable_on_resume=MUTABLE_ON_RESUME)
+                             mutable_on_resume=MUTABLE_ON_RESUME, defaults=to_dict(TrainConfig()))
     print(f"run directory: {run_dir}")
     state = learner.init(jax.random.PRNGKey(cfg.seed))
     with Checkpointer(run_dir, max_to_keep=cfg.keep_checkpoints) as ckpt:

@@ -64,6 +64,7 @@ def create_run_dir(
     config: Mapping[str, Any],
     resume: bool = False,
     mutable_on_resume: Iterable[str] = (),
+    defaults: Mapping[str, Any] | None = None,
 ) -> Path:
     """Create (or, with ``resume``, reopen) a run directory and write its ``config.json``.
 
@@ -76,6 +77,9 @@ def create_run_dir(
         is then updated to ``config`` and this session's provenance appended to
         ``"resumes"``. Resuming a directory that does not exist or is empty starts a new run.
       mutable_on_resume: top-level config keys allowed to differ on resume.
+      defaults: the config's default values. On resume, a key the stored config lacks
+        (one added to the program since that run started) is read as its default, so a run
+        can be continued after an upgrade unless ``config`` sets such a key to another value.
 
     Returns:
       The run directory as a ``Path``.
@@ -98,6 +102,7 @@ def create_run_dir(
             "continue that run, or choose a new directory")
     if non_empty:
         record = _load_record(run_dir)
+        record["config"] = fill_absent(record["config"], to_jsonable(defaults or {}))
         changed = _changed_keys(record["config"], config) - set(mutable_on_resume)
         if changed:
             detail = sorted(_changed_paths(record["config"], config, sorted(changed)))
@@ -249,6 +254,30 @@ def _package_version(name: str) -> str:
 
             return prosocial.__version__
         return "not installed"
+
+
+def fill_absent(stored: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``stored`` with every key it lacks, at any depth, taken from ``defaults``: how a
+    config written before a key existed reads today."""
+    out = dict(stored)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(out[key], Mapping) and isinstance(value, Mapping):
+            out[key] = fill_absent(out[key], value)
+    return out
+
+
+def changed_leaves(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the leaves where two configs differ (compared as JSON text)."""
+    out = []
+    for key in sorted(_changed_keys(old, new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += changed_leaves(a, b, f"{prefix}{key}.")
+        else:
+            out.append(prefix + key)
+    return out
 
 
 def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
