@@ -134,7 +134,9 @@ def finished(entry: Entry) -> bool:
               if k not in MUTABLE_ON_RESUME}
     wanted = {k: v for k, v in as_json(to_dict(entry.cfg)).items()
               if k not in MUTABLE_ON_RESUME}
-    differ = config_differences(stored, wanted, as_json(to_dict(TrainConfig())))
+    default = {k: v for k, v in as_json(to_dict(TrainConfig())).items()
+               if k not in MUTABLE_ON_RESUME}
+    differ = config_differences(stored, wanted, default)
     if differ:
         raise ValueError(f"{entry.run_dir} holds a run of {entry.name} with another config "
                          f"(differs at {', '.join(differ)}); choose another --out")
