@@ -171,6 +171,20 @@ def conv_width(cfg: NetConfig, shape) -> int:
     return (shape[0] - k + 1) * (shape[1] - k + 1) * cfg.conv_filters
 
 
+def conv_params(key: jax.Array, shape, kernel: int, filters: int) -> Params:
+    """The convolution's kernel ``[k, k, C, F]`` and bias for an [H, W, C] image, with
+    Keras's Conv2D fans: fan_in = k·k·C, fan_out = k·k·F (the receptive field counts on both
+    sides; JAX's glorot_uniform for a 4-d kernel agrees), bias zero."""
+    if len(shape) != 3:
+        raise ValueError(f"'rgb' observations must be [H, W, C], got shape {tuple(shape)}")
+    h, w, c = shape
+    k, f = kernel, filters
+    if h < k or w < k:
+        raise ValueError(f"'rgb' observation {h}×{w} is smaller than the {k}×{k} kernel")
+    return {"kernel": jax.nn.initializers.glorot_uniform()(key, (k, k, c, f), jnp.float32),
+            "bias": jnp.zeros((f,), jnp.float32)}
+
+
 def init_params(cfg: NetConfig, key: jax.Array, obs_space, num_actions: int) -> Params:
     """One parameter set for an agent with observation space ``obs_space`` (a spaces.Dict)."""
     if num_actions < 1:
@@ -181,18 +195,7 @@ def init_params(cfg: NetConfig, key: jax.Array, obs_space, num_actions: int) -> 
     keys = iter(jax.random.split(key, 5 + len(cfg.hidden_sizes)))
     params: Params = {}
     if name == "rgb" or (cfg.conv_on_planes and len(shape) == 3):
-        if len(shape) != 3:
-            raise ValueError(f"'rgb' observations must be [H, W, C], got shape {shape}")
-        h, w, c = shape
-        k, f = cfg.conv_kernel, cfg.conv_filters
-        if h < k or w < k:
-            raise ValueError(f"'rgb' observation {h}×{w} is smaller than the {k}×{k} kernel")
-        params["conv"] = {
-            # Keras's Conv2D fans: fan_in = k·k·C, fan_out = k·k·F (the receptive field
-            # counts on both sides; JAX's defaults for a [k, k, C, F] kernel agree).
-            "kernel": jax.nn.initializers.glorot_uniform()(
-                next(keys), (k, k, c, f), jnp.float32),
-            "bias": jnp.zeros((f,), jnp.float32)}
+        params["conv"] = conv_params(next(keys), shape, cfg.conv_kernel, cfg.conv_filters)
         width = conv_width(cfg, shape)
     else:
         width = int(np.prod(shape)) if shape else 1

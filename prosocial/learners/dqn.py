@@ -115,12 +115,8 @@ class QNetwork:
         keys = iter(jax.random.split(key, 2 * len(self.hidden_sizes) + 3))
         params: dict[str, Any] = {}
         if name == "rgb":
-            h, w, c = shape
-            k, f = self.cfg.conv_kernel, self.cfg.conv_filters
-            params["conv"] = {
-                "kernel": jax.nn.initializers.glorot_uniform(in_axis=(0, 1, 2), out_axis=3)(
-                    next(keys), (k, k, c, f), jnp.float32),
-                "bias": jnp.zeros((f,), jnp.float32)}
+            params["conv"] = nets.conv_params(next(keys), shape, self.cfg.conv_kernel,
+                                              self.cfg.conv_filters)
             width = nets.conv_width(self.cfg, shape)
         else:
             width = int(np.prod(shape)) if shape else 1

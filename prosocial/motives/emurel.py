@@ -221,15 +221,12 @@ class ImpactModel:
 
     def init(self, keys: jax.Array):
         q, n, a, h = self.q, self.num_agents, self.num_actions, self.lstm_size
-        k, c = self.kernel, self.obs_shape[-1]
+        k = self.kernel
 
         def one(key):
             ks = jax.random.split(key, 5)
             return {
-                "phi": {"kernel": jax.nn.initializers.glorot_uniform(in_axis=(0, 1, 2),
-                                                                     out_axis=3)(
-                    ks[0], (k, k, c, self.filters), jnp.float32),
-                    "bias": jnp.zeros((self.filters,), jnp.float32)},
+                "phi": nets.conv_params(ks[0], self.obs_shape, k, self.filters),
                 "forward_0": nets.dense_params(ks[1], q + h + n * a, HIDDEN, 1.0),
                 "forward_1": nets.dense_params(ks[2], HIDDEN, q, 1.0),
                 "inverse_0": nets.dense_params(ks[3], 2 * q + h, HIDDEN, 1.0),
