@@ -21,6 +21,7 @@ import pytest
 from prosocial.ermas.loop import Ermas, ErmasConfig, ErmasRunConfig
 from prosocial.ermas.train import ermas_main
 from prosocial.ermas.trpo import (
+    CG_DAMPING,
     TRPO,
     KLStopPPO,
     conjugate_gradient,
@@ -110,8 +111,9 @@ def test_trpo_step_respects_radius_and_improves_surrogate():
     # L = 2σ(0.282843) − 1 = 0.140486.
     sur, kl = _tiny_problem()
     w0 = jnp.zeros((1, 2))
-    step = jax.jit(partial(trpo_step, sur, kl))
-    w1, info = step(w0, 0.01, damping=0.0)
+    # One compiled program for every call (scale s and damping c are traced).
+    step = jax.jit(lambda w, radius, s, c: trpo_step(sur, kl, w, radius, scale=s, damping=c))
+    w1, info = step(w0, 0.01, 1.0, 0.0)
     np.testing.assert_allclose(w1, [[0.1414214, -0.1414214]], rtol=1e-5)
     assert bool(info["accepted"]) and float(info["fraction"]) == 1.0
     np.testing.assert_allclose(info["kl"], 0.0099668, rtol=1e-4)
@@ -120,12 +122,12 @@ def test_trpo_step_respects_radius_and_improves_surrogate():
     np.testing.assert_allclose(kl(w1), info["kl"], rtol=1e-6)
     # With the default damping c = 0.01: x = g/(½ + c), xᵀ(F + cI)x = xᵀg = 1/(½ + c)·½ =
     # 0.980392, so Δ₀ = sqrt(0.02/0.980392)·0.980392 = 0.140028 (a slightly shorter step).
-    w2, info2 = step(w0, 0.01)
+    w2, info2 = step(w0, 0.01, 1.0, CG_DAMPING)
     np.testing.assert_allclose(w2, [[0.140028, -0.140028]], rtol=1e-4)
     assert float(info2["kl"]) <= 0.01 and float(info2["improvement"]) > 0
     # A set whose scale is 0 keeps its parameters bit for bit.
     start = jnp.array([[0.3, -0.2]])
-    w3, info3 = step(start, 0.01, scale=0.0)
+    w3, info3 = step(start, 0.01, 0.0, CG_DAMPING)
     np.testing.assert_array_equal(w3, start)
     assert not bool(info3["accepted"])
 
@@ -289,12 +291,13 @@ def test_cli_rejects_trpo_without_rho(tmp_path, capsys):
     assert exc.value.code == 2
 
 
+# test_ermas_loop's run (same programs, so the compilation cache serves both files).
 TINY_PPO = PPOConfig(num_epochs=1, num_minibatches=2, seq_len=10, clip_eps=0.3, gamma=0.8,
-                     gae_lambda=0.9, lr=3e-2)
-TINY = ErmasRunConfig(env="bimatrix-constrained", env_options={"max_steps": 20}, num_seeds=1,
+                     gae_lambda=0.9, lr=3e-3)
+TINY = ErmasRunConfig(env="bimatrix-constrained", env_options={"max_steps": 20}, num_seeds=2,
                       num_envs=4, num_steps=10, agent_ppo=TINY_PPO, planner_ppo=TINY_PPO,
-                      outer_iterations=1, checkpoint_every=1,
-                      ermas=ErmasConfig(epsilon=0.5, alpha_lr=0.5, eval_episodes=2,
+                      outer_iterations=3, checkpoint_every=1,
+                      ermas=ErmasConfig(epsilon=0.5, alpha_lr=0.5, eval_episodes=3,
                                         inner_me_iterations=2, inner_main_iterations=1))
 
 
@@ -320,14 +323,14 @@ def test_loop_deviations_with_trust_region(deviation, rho):
                                                               rho=rho))
     er = Ermas(cfg)
     params, dev = _deviation_params(er, 2)
-    n = er.n
+    n, s = er.n, TINY.num_seeds
     for k, leaf in enumerate(jax.tree.leaves(params[0])):
-        seq = [jax.tree.leaves(p)[k].reshape((n, n) + leaf.shape[1:]) for p in params]
+        seq = [jax.tree.leaves(p)[k].reshape((s, n, n) + leaf.shape[1:]) for p in params]
         for i in range(n):
             for j in range(n):
-                assert np.array_equal(seq[0][i, j], seq[2][i, j]) == (i != j), (i, j)
+                assert np.array_equal(seq[0][:, i, j], seq[2][:, i, j]) == (i != j), (i, j)
                 if deviation == "ppo":  # stopped after the first iteration
-                    np.testing.assert_array_equal(seq[1][i, j], seq[2][i, j])
+                    np.testing.assert_array_equal(seq[1][:, i, j], seq[2][:, i, j])
     if deviation == "ppo":
         np.testing.assert_array_equal(dev.pops[0].lr_scale, 0.0)
 
