@@ -303,11 +303,7 @@ TINY = ErmasRunConfig(env="bimatrix-constrained", env_options={"max_steps": 20},
 
 def _deviation_params(er, iterations):
     state = er.init()
-    dev = er._dev_start(state.main, state.dev_rollout)
-    if isinstance(er.dev_rule, KLStopPPO):
-        agents = dev.pops[0]
-        dev = dev.replace(pops=(agents.replace(
-            learner=KLStopPPO.restart(agents.learner, agents.params)),) + dev.pops[1:])
+    dev = er.deviation_start(state.main, state.dev_rollout)
     out = [jax.tree.map(np.asarray, dev.pops[0].params)]
     for _ in range(iterations):
         dev, _ = er.dev.iteration(dev)

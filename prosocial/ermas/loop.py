@@ -306,6 +306,16 @@ class Ermas:
         fresh = jax.tree.map(jnp.copy, t.replace(pops=(dev_agents, dev_planner)))
         return fresh.replace(rollout=dev_rollout)
 
+    def deviation_start(self, main: RunState, dev_rollout) -> RunState:
+        """The deviation runner's state at the start of an outer iteration's deviations
+        (:meth:`_dev_start_impl`); with the KL early stop its KL is measured from here."""
+        dev = self._dev_start(main, dev_rollout)
+        if isinstance(self.dev_rule, KLStopPPO):
+            agents = dev.pops[0]
+            agents = agents.replace(learner=KLStopPPO.restart(agents.learner, agents.params))
+            dev = dev.replace(pops=(agents,) + tuple(dev.pops[1:]))
+        return dev
+
     def _finish_impl(self, main: RunState, dev: RunState, lam, j_old, j_new):
         """Dual and meta steps after the main update."""
         e = self.cfg.ermas
@@ -346,11 +356,7 @@ class Ermas:
         metrics: dict[str, Any] = {}
         dev = None
         if self.ermas:
-            dev = self._dev_start(state.main, state.dev_rollout)
-            if isinstance(self.dev_rule, KLStopPPO):  # the KL is measured from θ⁰
-                agents = dev.pops[0]
-                agents = agents.replace(learner=KLStopPPO.restart(agents.learner, agents.params))
-                dev = dev.replace(pops=(agents,) + tuple(dev.pops[1:]))
+            dev = self.deviation_start(state.main, state.dev_rollout)
             for _ in range(e.inner_me_iterations):
                 dev, dev_metrics = self.dev.iteration(dev)
             j_dev = self._eval_dev(tuple(ps.params for ps in dev.pops), k_new)  # [S·n, N]
