@@ -122,7 +122,7 @@ def line_search(surrogate_fn, kl_fn, params, full_step, radius, scale=1.0,
                 ratio: float = BACKTRACK_RATIO, steps: int = BACKTRACK_STEPS):
     """Backtracking along ``full_step`` Δ: θ' = θ + s·b^j·Δ for the smallest j < J with
     D(θ') ≤ δ and L(θ') > L(θ) (s = ``scale``, b = ``ratio``, J = ``steps``, δ = ``radius``);
-    θ' = θ (bit for bit) when no trial qualifies.
+    θ' = θ (bit for bit) when no trial qualifies (always when s = 0).
 
     All J trials are evaluated at once (vmap). Returns θ' and ``info``: ``accepted`` (bool),
     ``fraction`` (s·b^j, 0 when rejected), ``kl`` = D(θ') and ``improvement`` L(θ') − L(θ).
@@ -133,7 +133,8 @@ def line_search(surrogate_fn, kl_fn, params, full_step, radius, scale=1.0,
     base = surrogate_fn(params)
     gains = jax.vmap(surrogate_fn)(trials) - base
     kls = jax.vmap(kl_fn)(trials)
-    ok = (kls <= radius) & (gains > 0)
+    # A zero trial (scale 0) is no step, whatever rounding makes of its surrogate's gain.
+    ok = (kls <= radius) & (gains > 0) & (fractions > 0)
     accepted = jnp.any(ok)
     j = jnp.argmax(ok)  # the first qualifying trial
     new = jax.tree.map(lambda p, t: jnp.where(accepted, t[j], p), params, trials)
