@@ -281,6 +281,22 @@ def test_config_validation():
         ErmasConfig(deviation="trpo")
 
 
+def test_cli_sets_deviation_and_rho(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_train(cfg, out, **kw):
+        seen["cfg"] = cfg
+        return out
+
+    monkeypatch.setattr("prosocial.ermas.train.train_ermas", fake_train)
+    ermas_main(["--out", str(tmp_path / "run"), "--deviation", "trpo", "--rho", "0.05"])
+    assert seen["cfg"].ermas.deviation == "trpo" and seen["cfg"].ermas.rho == 0.05
+    ermas_main(["--out", str(tmp_path / "run"), "--rho", "0.1"])  # PPO with the early stop
+    assert seen["cfg"].ermas.deviation == "ppo" and seen["cfg"].ermas.rho == 0.1
+    ermas_main(["--out", str(tmp_path / "run")])  # the preset's: SRAI's PPO, no ρ
+    assert seen["cfg"].ermas.deviation == "ppo" and seen["cfg"].ermas.rho is None
+
+
 def test_cli_rejects_trpo_without_rho(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         ermas_main(["--out", str(tmp_path / "run"), "--deviation", "trpo"])
