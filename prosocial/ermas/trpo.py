@@ -27,9 +27,12 @@ c = :data:`CG_DAMPING` = 0.01, backtracking factor b = :data:`BACKTRACK_RATIO` =
 J = :data:`BACKTRACK_STEPS` = 10 trial steps. Fisher-vector products are forward-over-reverse
 derivatives of D (``jax.jvp`` of ``jax.grad``), never the matrix. Before the policy step the
 value function is fitted like PPO's (its clipped value loss, the rule's epochs, minibatches
-and Adam); the step is then measured against the collecting policy π_old, so it stays inside
-the radius even where a value fit moves a trunk shared with the policy (ERMAS's linear and
-separate-MLP networks share none).
+and Adam); the step is then measured against the collecting policy π_old, so an accepted
+step lies inside the radius even where the value fit moved a trunk shared with the policy
+(ERMAS's linear and separate-MLP networks share none; with a shared trunk the value fit's own
+move of the policy is not checked). Each step's radius is relative to the policy of its own
+batch, so the whole deviation's KL from θ⁰ is about ρ, not bounded by it (KL is not
+additive; the paper's Algorithm 2 is the same).
 
 Pure functions (:func:`conjugate_gradient`, :func:`fisher_vector_product`,
 :func:`line_search`, :func:`trpo_step`, :func:`surrogate`, :func:`mean_kl`) do the maths on
