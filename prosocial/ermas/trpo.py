@@ -31,8 +31,9 @@ and Adam); the step is then measured against the collecting policy π_old, so an
 step lies inside the radius even where the value fit moved a trunk shared with the policy
 (ERMAS's linear and separate-MLP networks share none; with a shared trunk the value fit's own
 move of the policy is not checked). Each step's radius is relative to the policy of its own
-batch, so the whole deviation's KL from θ⁰ is about ρ, not bounded by it (KL is not
-additive; the paper's Algorithm 2 is the same).
+batch, so the whole deviation's KL from θ⁰ is not bounded by ρ: to second order it lies
+between ρ (steps orthogonal in the Fisher metric) and n_inner·ρ (steps along one direction,
+KL growing with the square of the distance), as in the paper's Algorithm 2.
 
 Pure functions (:func:`conjugate_gradient`, :func:`fisher_vector_product`,
 :func:`line_search`, :func:`trpo_step`, :func:`surrogate`, :func:`mean_kl`) do the maths on
