@@ -99,9 +99,10 @@ class ErmasConfig:
     accepts the first with mean KL ≤ radius and an improved surrogate;
     ``prosocial.ermas.trpo``)."""
     rho: float | None = None
-    """ρ, the trust-region radius KL(π_i ‖ π'_i) ≤ ρ of the deviations: required with
-    ``"trpo"``; with ``"ppo"`` an early stop (an agent's deviation stops learning once its
-    mean KL from the deviation's start exceeds ρ); ``None`` (default): no ρ (SRAI)."""
+    """ρ, the trust-region radius KL(π_i ‖ π'_i) ≤ ρ of the deviations (nats): required
+    with ``"trpo"`` (each step ρ/n_inner); with ``"ppo"`` an early stop (an agent's
+    deviation stops learning once its mean KL from the deviation's start exceeds ρ);
+    ``None`` (default): no ρ (SRAI)."""
     clip_planner: float | None = None
     """ε_r of the planner-advantage term (default: the agents' clip)."""
     ref_deviation_planner_untrained: bool = False

@@ -105,9 +105,10 @@ def ermas_main(argv: list[str]) -> None:
                              "of 10 steps halving each time); needs --rho")
     parser.add_argument("--rho", type=float,
                         help="trust-region radius ρ (mean KL, nats) of the deviations: "
-                             "with trpo the total radius, with ppo an early stop once an "
-                             "agent's mean KL from the deviation's start exceeds it "
-                             "(default: the preset's, none)")
+                             "with trpo each TRPO step has radius rho/inner iterations, "
+                             "with ppo an agent's deviation stops once its mean KL from "
+                             "the deviation's start exceeds rho (default: the preset's, "
+                             "none)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
