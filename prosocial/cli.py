@@ -21,8 +21,10 @@ usage: prosocial COMMAND [options]      (prosocial COMMAND --help for all its op
         a Coins run's niceness-network predictions by action class (other's coin, own
         coin, no coin), as in the reciprocity paper (default: 100 episodes, seed 0)
   prosocial ermas --preset ermas/bimatrix/NAME --out DIR [--seeds S] [--resume]
+        [--deviation ppo|trpo] [--rho R]
         train an ERMAS run or baseline (marl, oracle, dr, rr, ermas, ermas-nometa,
-        fixed-lambda; ermas/bimatrix-reference-code/… with the reference code's defects)
+        fixed-lambda; ermas/bimatrix-reference-code/… with the reference code's defects);
+        deviations by PPO (default), PPO stopped at mean KL rho, or TRPO of radius rho
   prosocial figure ermas-fig3|ermas-fig4|ermas-fig5 --out DIR [--seeds S] [--episodes K]
         [--episode-steps T] [--test-episodes K]
         reproduce a paper figure: its runs (resumable), table with 95% CIs, plot, and the

@@ -23,8 +23,11 @@ of the shared parameters, and the meta steps move the shared set in turn.
 ``method="marl"`` skips steps 3, 5 and 6 and trains the agents with plain PPO (the MARL,
 oracle, DR and RR baselines differ only in the environment's options). The paper's form:
 ``objective_normalised=False`` and ``warmup_steps`` main iterations with the fixed λ_0
-before the first outer iteration. Deviations are SRAI's PPO iterations (D-40); the TRPO
-deviations and the ρ trust region are not implemented (``deviation`` accepts ``"ppo"``).
+before the first outer iteration. Deviations are SRAI's PPO iterations (D-40); the options
+of §9.9.3 (``prosocial.ermas.trpo``): ``deviation="trpo"`` makes each of the ``n_inner``
+iterations one TRPO step of radius ρ/n_inner (the paper's Algorithm 2), and ``rho`` with
+``deviation="ppo"`` stops an agent's deviation once its mean KL from θ⁰ exceeds ρ (its
+learning-rate scale drops to 0, so it stays bit for bit, like the co-players).
 
 The loop is plain Python over compiled pieces (the runners' iterations, one compiled
 evaluation per layout, compiled glue); :func:`train_ermas` adds the run directory, the
@@ -51,6 +54,7 @@ from prosocial.ermas.dual import LAMBDA_MAX, dual_step, per_step_regret
 from prosocial.ermas.meta import META_CAP, reptile_per_agent, reptile_shared
 from prosocial.ermas.objective import WPPO
 from prosocial.ermas.policy import SeparateMLP
+from prosocial.ermas.trpo import KLStopPPO, deviation_rule
 from prosocial.learners.population import role_population
 from prosocial.learners.ppo import PPO
 from prosocial.learners.ppo_config import PPOConfig
@@ -87,7 +91,18 @@ class ErmasConfig:
     objective_normalised: bool = True
     warmup_steps: int = 0
     """Main iterations with the fixed λ_0 before the outer loop (the paper's warm-up)."""
-    deviation: Literal["ppo"] = "ppo"
+    deviation: Literal["ppo", "trpo"] = "ppo"
+    """How each agent's deviation is searched (§9.9.3, D-40): ``"ppo"``, SRAI's
+    ``inner_me_iterations`` PPO iterations (default); ``"trpo"``, the paper's TRPO steps of
+    radius ``rho``/n_inner each (natural gradient by 10 conjugate-gradient iterations with
+    damping 0.01, then a backtracking line search of 10 trial steps halving each time that
+    accepts the first with mean KL ≤ radius and an improved surrogate;
+    ``prosocial.ermas.trpo``)."""
+    rho: float | None = None
+    """ρ, the trust-region radius KL(π_i ‖ π'_i) ≤ ρ of the deviations (nats): required
+    with ``"trpo"`` (each step ρ/n_inner); with ``"ppo"`` an early stop (an agent's
+    deviation stops learning once its mean KL from the deviation's start exceeds ρ);
+    ``None`` (default): no ρ (SRAI)."""
     clip_planner: float | None = None
     """ε_r of the planner-advantage term (default: the agents' clip)."""
     ref_deviation_planner_untrained: bool = False
@@ -96,9 +111,19 @@ class ErmasConfig:
     def __post_init__(self):
         if self.method not in ("ermas", "marl"):
             raise ValueError(f"ermas.method must be 'ermas' or 'marl', got {self.method!r}")
-        if self.deviation != "ppo":
-            raise ValueError(f"ermas.deviation: only 'ppo' (SRAI's PPO deviations, D-40) is "
-                             f"implemented, got {self.deviation!r}")
+        if self.deviation not in ("ppo", "trpo"):
+            raise ValueError(f"ermas.deviation must be 'ppo' (SRAI's PPO iterations) or "
+                             f"'trpo' (TRPO steps of radius rho/inner_me_iterations), got "
+                             f"{self.deviation!r}")
+        if self.rho is not None and (isinstance(self.rho, bool)
+                                     or not isinstance(self.rho, (int, float))
+                                     or not math.isfinite(self.rho) or self.rho <= 0):
+            raise ValueError(f"ermas.rho must be a positive number (the trust-region radius "
+                             f"in nats) or None, got {self.rho!r}")
+        if self.deviation == "trpo" and self.rho is None:
+            raise ValueError("ermas.deviation='trpo' needs ermas.rho, the trust-region "
+                             "radius (each of the inner_me_iterations TRPO steps has radius "
+                             "rho/inner_me_iterations)")
         for name in ("inner_me_iterations", "inner_main_iterations", "eval_episodes"):
             v = getattr(self, name)
             if isinstance(v, bool) or int(v) != v or v < 1:
@@ -191,7 +216,9 @@ class Ermas:
         self._eval_main = self._make_eval(self.main_pops, s)
         if self.ermas:
             sd = s * self.n
-            self.dev_pops = self._pops(sd, PPO(cfg.agent_ppo), False, planner_trainable=False)
+            self.dev_rule = deviation_rule(cfg.agent_ppo, e.deviation, e.rho,
+                                           e.inner_me_iterations)
+            self.dev_pops = self._pops(sd, self.dev_rule, False, planner_trainable=False)
             self.dev = Runner(self.env, self.dev_pops, sd, cfg.num_envs, cfg.num_steps)
             self._eval_dev = self._make_eval(self.dev_pops, sd)
             self._dev_template = self.dev.init(jax.random.PRNGKey(cfg.seed + 1))
@@ -280,6 +307,16 @@ class Ermas:
         fresh = jax.tree.map(jnp.copy, t.replace(pops=(dev_agents, dev_planner)))
         return fresh.replace(rollout=dev_rollout)
 
+    def deviation_start(self, main: RunState, dev_rollout) -> RunState:
+        """The deviation runner's state at the start of an outer iteration's deviations
+        (:meth:`_dev_start_impl`); with the KL early stop its KL is measured from here."""
+        dev = self._dev_start(main, dev_rollout)
+        if isinstance(self.dev_rule, KLStopPPO):
+            agents = dev.pops[0]
+            agents = agents.replace(learner=KLStopPPO.restart(agents.learner, agents.params))
+            dev = dev.replace(pops=(agents,) + tuple(dev.pops[1:]))
+        return dev
+
     def _finish_impl(self, main: RunState, dev: RunState, lam, j_old, j_new):
         """Dual and meta steps after the main update."""
         e = self.cfg.ermas
@@ -320,7 +357,7 @@ class Ermas:
         metrics: dict[str, Any] = {}
         dev = None
         if self.ermas:
-            dev = self._dev_start(state.main, state.dev_rollout)
+            dev = self.deviation_start(state.main, state.dev_rollout)
             for _ in range(e.inner_me_iterations):
                 dev, dev_metrics = self.dev.iteration(dev)
             j_dev = self._eval_dev(tuple(ps.params for ps in dev.pops), k_new)  # [S·n, N]

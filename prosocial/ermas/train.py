@@ -86,7 +86,7 @@ def train_ermas(cfg: ErmasRunConfig, out, resume: bool = False,
 
 def ermas_main(argv: list[str]) -> None:
     """``prosocial ermas --preset NAME --out DIR [--seeds S] [--outer-iterations K]
-    [--episode-steps T] [--resume]``."""
+    [--episode-steps T] [--deviation ppo|trpo] [--rho R] [--resume]``."""
     import argparse
 
     from prosocial.experiments.presets.ermas import PRESETS, preset
@@ -99,6 +99,17 @@ def ermas_main(argv: list[str]) -> None:
     parser.add_argument("--outer-iterations", type=int)
     parser.add_argument("--episode-steps", type=int)
     parser.add_argument("--env", help="e.g. bimatrix-constrained")
+    parser.add_argument("--deviation", choices=("ppo", "trpo"),
+                        help="deviation search: ppo = SRAI's PPO iterations (the presets); "
+                             "trpo = the paper's TRPO steps of radius rho/inner iterations "
+                             "(10 conjugate-gradient iterations, damping 0.01, line search "
+                             "of 10 steps halving each time); needs --rho")
+    parser.add_argument("--rho", type=float,
+                        help="trust-region radius ρ (mean KL, nats) of the deviations: "
+                             "with trpo each TRPO step has radius rho/inner iterations, "
+                             "with ppo an agent's deviation stops once its mean KL from "
+                             "the deviation's start exceeds rho (default: the preset's, "
+                             "none)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -112,6 +123,13 @@ def ermas_main(argv: list[str]) -> None:
         changes["env"] = args.env
     if args.episode_steps is not None:
         changes["env_options"] = dict(cfg.env_options, max_steps=args.episode_steps)
+    ermas_changes = {k: v for k, v in (("deviation", args.deviation), ("rho", args.rho))
+                     if v is not None}
+    try:
+        if ermas_changes:
+            changes["ermas"] = dataclasses.replace(cfg.ermas, **ermas_changes)
+    except ValueError as err:
+        parser.error(str(err))
     cfg = dataclasses.replace(cfg, **changes)
     for name in ("num_seeds", "outer_iterations"):
         if getattr(cfg, name) < 1:
