@@ -28,7 +28,6 @@ from prosocial.envs.bimatrix import (
     check_probability,
     parse_srai_seed,
     risk_robust,
-    uniform_index,
 )
 from prosocial.envs.core import Env
 from prosocial.envs.spaces import Box, Dict, Discrete
@@ -134,7 +133,11 @@ class NMatrix(Env):
         """Uniformly random coordinates; fresh per-episode DR offsets (§6.7)."""
         n = self.num_players
         key_pos, key_noise = jax.random.split(key) if self._noise_per_episode else (key, None)
-        index = uniform_index(key_pos, self.width ** (n + 1))
+        # The draw of uniform_index, by jax.random.bits itself: XLA would fuse the written-out
+        # hash (random_bits32) into the kernel of the n + 1 coordinates and compute it once
+        # per coordinate, where JAX's own loop leaves one value per environment.
+        cells = self.width ** (n + 1)
+        index = (jax.random.bits(key_pos, (), jnp.uint32) % jnp.uint32(cells)).astype(jnp.int32)
         # One digit per axis, each divided by a Python constant: XLA turns division by a
         # constant into a multiplication, a division by an array into a hardware divide.
         pos = jnp.stack([(index // int(stride)) % self.width for stride in self._strides])
