@@ -209,7 +209,12 @@ def test_autoreset_starts_new_episode_and_keeps_final_state(env_id):
     _, keys, actions = _inputs(env_id)
     _, steps = _eager_rollout(env_id)
     for t, s in enumerate(steps):
-        key_step, key_reset = jax.random.split(keys[t])
+        # The two halves of the step's key, or the key itself for both when one piece is
+        # declared deterministic (core.py, "Keys").
+        if env.stochastic_step and env.stochastic_reset:
+            key_step, key_reset = jax.random.split(keys[t])
+        else:
+            key_step = key_reset = keys[t]
         plain_state = env.step_state(key_step, s["prev"], actions[t])[0]
         final = s["info"]["final_state"]
         assert _tree_equal(final, plain_state), t
@@ -253,6 +258,38 @@ def test_jitted_scan_matches_eager_loop(env_id):
     assert _tree_equal((terminated, truncated), (stack("terminated"), stack("truncated")))
     assert _tree_equal(events, jax.tree.map(lambda *xs: jnp.stack(xs),
                                             *[s["info"]["events"] for s in steps]))
+
+
+def reads_first_argument(fn, *args) -> bool:
+    """Whether the traced program of ``fn(*args)`` reads its first argument: a backward
+    pass over the jaxpr's equations marks every input of an equation whose outputs are
+    read (or that has effects); a nested call counts as reading all of its inputs."""
+    jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
+    live = {v for v in jaxpr.outvars if isinstance(v, jax.extend.core.Var)}
+    for eqn in reversed(jaxpr.eqns):
+        if eqn.effects or any(v in live for v in eqn.outvars):
+            live.update(v for v in eqn.invars if isinstance(v, jax.extend.core.Var))
+    return jaxpr.invars[0] in live
+
+
+def test_reads_first_argument_sees_a_key_read_and_ignores_a_dead_split():
+    key = jax.random.PRNGKey(0)
+    assert reads_first_argument(lambda k, x: x + jax.random.uniform(k), key, 1.0)
+    assert not reads_first_argument(lambda k, x: (jax.random.split(k), x)[1] + 1.0, key, 1.0)
+
+
+def test_deterministic_pieces_do_not_read_their_key(env_id):
+    """``stochastic_reset`` / ``stochastic_step`` False promise that the piece never reads
+    its key (AutoReset then hands that key to the other piece unsplit)."""
+    env = _env(env_id)
+    key = jax.random.PRNGKey(0)
+    state = env.reset_state(key)
+    actions = jnp.zeros(env.num_agents, jnp.int32)
+    for wrapped in (env, AutoReset(env)):
+        if not wrapped.stochastic_reset:
+            assert not reads_first_argument(wrapped.reset_state, key)
+        if not wrapped.stochastic_step:
+            assert not reads_first_argument(wrapped.step_state, key, state, actions)
 
 
 def test_render_is_rgb_uint8(env_id):

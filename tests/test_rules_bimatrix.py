@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_contract import reads_first_argument
 
 import prosocial
 from prosocial.envs.bimatrix import (
@@ -20,9 +21,12 @@ from prosocial.envs.bimatrix import (
     ConstrainedBimatrix,
     planner_reward_paper,
     planner_reward_srai,
+    random_bits32,
     risk_robust,
     srai_bimatrix_payoffs,
+    threefry2x32,
 )
+from prosocial.envs.core import AutoReset
 from prosocial.envs.nmatrix import NMatrix, NMatrixState, srai_nmatrix_payoffs
 
 SPEC_PLANNER = [[0.548814, 0.715189, 0.602763, 0.544883],
@@ -247,6 +251,69 @@ def test_start_cell_uniform_and_officers_zero_6_1():
     chi2 = float(((counts - 1000) ** 2 / 1000).sum())
     assert chi2 < 37.7  # 15 degrees of freedom, p = 0.001
     assert np.all(np.asarray(starts.officers) == 0) and np.all(np.asarray(starts.t) == 0)
+
+
+# ---------------------------------------------------------------------- §0.6 keys and draws
+@pytest.mark.parametrize(("key", "count", "expected"), [
+    # The known-answer vectors of Random123's threefry2x32_20 (kat_vectors).
+    ((0, 0), (0, 0), (0x6B200159, 0x99BA4EFE)),
+    ((0xFFFFFFFF, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF), (0x1CB996FC, 0xBB002BE7)),
+    ((0x13198A2E, 0x03707344), (0x243F6A88, 0x85A308D3), (0xC4923A9C, 0x483DF7A0)),
+])
+def test_threefry2x32_known_answers(key, count, expected):
+    out = threefry2x32(*(jnp.uint32(x) for x in (*key, *count)))
+    assert [int(x) for x in out] == list(expected)
+
+
+@pytest.mark.parametrize("partitionable", [True, False])
+def test_start_draw_is_exactly_jax_random_bits(partitionable):
+    """The written-out hash gives jax.random.bits(key, (), uint32) bit for bit: raw and typed
+    threefry keys, jitted and eager, both counter layouts; other key kinds fall back."""
+    def reference(k):
+        return jax.random.bits(k, (), jnp.uint32)
+
+    with jax.threefry_partitionable(partitionable):
+        for keys in (jax.random.split(jax.random.PRNGKey(3), 500),
+                     jax.random.split(jax.random.key(5), 500),
+                     jnp.array([[0, 0], [0, 1], [0xFFFFFFFF, 7]], jnp.uint32)):
+            expected = np.asarray(jax.vmap(reference)(keys))
+            assert np.array_equal(np.asarray(jax.jit(jax.vmap(random_bits32))(keys)), expected)
+            assert int(random_bits32(keys[1])) == int(expected[1])
+    rbg = jax.random.key(1, impl="rbg")
+    assert int(random_bits32(rbg)) == int(reference(rbg))
+    # The start cells are that draw modulo W² (bimatrix) and its base-W digits (N-matrix).
+    key = jax.random.PRNGKey(11)
+    bits = int(reference(key))
+    assert np.asarray(ENV.reset_state(key).cell).tolist() == [bits % 16 // 4, bits % 4]
+    index = bits % 7**4
+    digits = [index // 343 % 7, index // 49 % 7, index // 7 % 7, index % 7]
+    assert np.asarray(NMatrix().reset_state(key).pos).tolist() == digits
+
+
+@pytest.mark.parametrize(("make", "stochastic"), [
+    (Bimatrix, False),
+    (ConstrainedBimatrix, False),
+    (lambda: Bimatrix(dr=0.5), False),  # DR drawn at each episode start, by the reset
+    (lambda: Bimatrix(dr=0.5, episode_dr=False), True),
+    (lambda: Bimatrix(action_perturb=0.1), True),
+    (NMatrix, False),
+    (lambda: NMatrix(dr=0.5, episode_dr=False), True),
+    (lambda: NMatrix(action_perturb=0.1), True),
+])
+def test_step_reads_its_key_only_for_per_step_draws_6_5(make, stochastic):
+    """``stochastic_step`` is True exactly when the step draws (per-step DR, the action
+    perturbation), and agrees with the traced program; AutoReset's reset at an episode end
+    then comes from the step's key itself, otherwise from the second half of its split."""
+    env = make()
+    key = jax.random.PRNGKey(7)
+    s0 = env.reset_state(jax.random.PRNGKey(0))
+    actions = jnp.zeros(env.num_agents, jnp.int32)
+    assert env.stochastic_step is stochastic and env.stochastic_reset
+    assert reads_first_argument(env.step_state, key, s0, actions) is stochastic
+    last = s0.replace(t=jnp.int32(env.max_steps - 1))  # this step truncates
+    reset = AutoReset(env).step_state(key, last, actions)[0]
+    key_reset = jax.random.split(key)[1] if stochastic else key
+    assert jax.tree.all(jax.tree.map(np.array_equal, reset, env.reset_state(key_reset)))
 
 
 @pytest.mark.parametrize(("extra", "length"), [(False, 3), (True, 4)])

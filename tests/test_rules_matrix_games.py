@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_contract import reads_first_argument
 
 import prosocial
 from prosocial.bench import measure
@@ -112,6 +113,24 @@ def test_continuation_probability_ends_the_game_7_3():
     _, reward, terminated, _, info = env.step_state(jax.random.key(0), over, joint(D, C))
     assert np.asarray(reward).tolist() == [0, 0] and np.asarray(terminated).all()
     assert all(np.asarray(v).sum() == 0 for v in info["events"].values())
+
+
+def test_deterministic_start_and_continuation_draw_use_the_whole_key():
+    """The start reads no key; the step reads one only for the continuation draw, so
+    AutoReset hands the step its key unsplit: its episode ends are the plain step's."""
+    key = jax.random.PRNGKey(0)
+    start = IPD.reset_state(key)
+    assert not IPD.stochastic_reset and not reads_first_argument(IPD.reset_state, key)
+    assert not IPD.stochastic_step
+    env = prosocial.make("ipd", continuation_prob=0.5)
+    assert env.stochastic_step and reads_first_argument(env.step_state, key, start, joint(C, C))
+    keys = jax.random.split(key, 64)
+
+    def ends(step):
+        return np.asarray(jax.vmap(lambda k: step(k, start, joint(C, C))[2][0])(keys))
+
+    plain, auto = ends(env.step_state), ends(AutoReset(env).step_state)
+    assert np.array_equal(auto, plain) and 0 < plain.sum() < 64
 
 
 def test_events_per_player():

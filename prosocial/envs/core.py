@@ -64,6 +64,15 @@ once per step, and lets tests and users observe any state they build.
 
 Auto-reset is a wrapper (:class:`AutoReset`), not part of ``step``, so a learner that
 bootstraps at truncation can still observe the final state of an episode.
+
+Keys. ``stochastic_reset`` and ``stochastic_step`` (class attributes or properties, True by
+default) say whether ``reset_state`` and ``step_state`` draw from their key. An environment
+whose start or whose dynamics are deterministic in its configuration sets the flag False,
+and :class:`AutoReset` then gives the one key it receives to the other piece instead of
+splitting it on every step (a split per environment is a Threefry hash, about as costly as
+a matrix game's whole step on CPU). A False flag is a promise that the piece never reads
+its key; tests/test_contract.py checks it on the traced program of every registered
+environment.
 """
 
 from __future__ import annotations
@@ -87,6 +96,8 @@ class Env:
     max_steps: int
     observation_space: Dict  # of one agent (one-role environments)
     action_space: Discrete  # of one agent (one-role environments)
+    stochastic_reset: bool = True  # reset_state reads its key (see "Keys" above)
+    stochastic_step: bool = True  # step_state reads its key
 
     def reset_state(self, key: jax.Array):
         raise NotImplementedError
@@ -357,10 +368,25 @@ class AutoReset(Wrapper):
     last state of the old episode (equal to the returned state on other steps): a learner
     that bootstraps at truncation observes it, only when an episode ended, with
     ``env.observe(info["final_state"])``.
+
+    The reset is computed on every step (under ``vmap`` both branches of a choice are) and
+    selected where the episode ended. Its key and the step's are the two halves of
+    ``split(key)``; when the wrapped environment declares one of the pieces deterministic
+    (``stochastic_step`` or ``stochastic_reset`` False), the other one receives ``key``
+    itself and no split is computed.
     """
 
+    # A wrapper does not inherit the flags of the environment it wraps (``Wrapper`` keeps
+    # Env's True: a wrapper may draw in its own step); AutoReset reads the key exactly
+    # where the wrapped pieces do.
+    stochastic_reset = property(lambda self: self.env.stochastic_reset)
+    stochastic_step = property(lambda self: self.env.stochastic_step or self.env.stochastic_reset)
+
     def step_state(self, key, state, actions):
-        key_step, key_reset = jax.random.split(key)
+        if self.env.stochastic_step and self.env.stochastic_reset:
+            key_step, key_reset = jax.random.split(key)
+        else:  # at most one of the two reads a key: it gets this one unsplit
+            key_step = key_reset = key
         next_state, reward, terminated, truncated, info = self.env.step_state(
             key_step, state, actions)
         _check_end_flags(self, terminated, truncated)

@@ -130,6 +130,13 @@ class IteratedMatrixGame(Env):
         self.observation_space = Dict({"obs": Box(0.0, 1.0, (NUM_STATES,), "float32")})
         self.action_space = Discrete(2)
 
+    stochastic_reset = False  # the start is deterministic (core "Keys")
+
+    @property
+    def stochastic_step(self) -> bool:
+        """Only the continuation draw reads the step's key."""
+        return self.continuation_prob is not None
+
     def reset_state(self, key: jax.Array) -> MatrixGameState:
         del key  # the start is deterministic
         return MatrixGameState(last=jnp.zeros(2, jnp.int32), over=jnp.bool_(False),

@@ -28,7 +28,6 @@ from prosocial.envs.bimatrix import (
     check_probability,
     parse_srai_seed,
     risk_robust,
-    uniform_index,
 )
 from prosocial.envs.core import Env
 from prosocial.envs.spaces import Box, Dict, Discrete
@@ -134,8 +133,14 @@ class NMatrix(Env):
         """Uniformly random coordinates; fresh per-episode DR offsets (§6.7)."""
         n = self.num_players
         key_pos, key_noise = jax.random.split(key) if self._noise_per_episode else (key, None)
-        index = uniform_index(key_pos, self.width ** (n + 1))
-        pos = (index // jnp.asarray(self._strides, jnp.int32)) % self.width
+        # The draw of uniform_index, by jax.random.bits itself: XLA would fuse the written-out
+        # hash (random_bits32) into the kernel of the n + 1 coordinates and compute it once
+        # per coordinate, where JAX's own loop leaves one value per environment.
+        cells = self.width ** (n + 1)
+        index = (jax.random.bits(key_pos, (), jnp.uint32) % jnp.uint32(cells)).astype(jnp.int32)
+        # One digit per axis, each divided by a Python constant: XLA turns division by a
+        # constant into a multiplication, a division by an array into a hardware divide.
+        pos = jnp.stack([(index // int(stride)) % self.width for stride in self._strides])
         noise = (agent_noise(self, key_noise, n) if self._noise_per_episode
                  else jnp.zeros(n, jnp.float32))
         return NMatrixState(pos=pos.astype(jnp.int32), noise=noise,
@@ -144,6 +149,12 @@ class NMatrix(Env):
     @property
     def _noise_per_episode(self) -> bool:
         return self.dr > 0 and self.episode_dr
+
+    @property
+    def stochastic_step(self) -> bool:
+        """The step draws only for the action perturbation and per-step DR (§6.7); without
+        them it never reads its key, so AutoReset need not split one (core "Keys")."""
+        return self.action_perturb > 0 or (self.dr > 0 and not self.episode_dr)
 
     def step_state(self, key: jax.Array, state: NMatrixState, actions: jax.Array):
         self.check_state(state)
