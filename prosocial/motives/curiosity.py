@@ -71,6 +71,23 @@ from prosocial.motives.moa import cross_entropy_loss, next_action_targets, predi
 _CONV = nets.NetConfig()
 
 
+_CHUNK_IMAGES = 2048
+"""About how many images per parameter set the training loss encodes at once. The SCM's
+losses are computed over the minibatch's sequences in chunks of this size (a lax.map whose
+body is rematerialised in the backward pass): each chunk's φ, f's 1014-wide output and their
+gradients stay small enough for the caches, where the whole batch at once (A2C's 128 × 129
+images per parameter set) is bound by memory traffic. The same losses up to float rounding."""
+
+
+def _chunk_rows(b: int, length: int) -> int:
+    """Sequences per chunk: the largest divisor of b with at most ``_CHUNK_IMAGES`` images in
+    a chunk of sequences of ``length`` + 1 images, or all b where that divisor would make
+    chunks under a quarter of the size (many tiny chunks cost more than they save)."""
+    target = max(1, _CHUNK_IMAGES // (length + 1))
+    chunk = max(c for c in range(1, min(b, target) + 1) if b % c == 0)
+    return chunk if 4 * chunk >= target else b
+
+
 # --- pure functions ------------------------------------------------------------------------
 
 
@@ -394,16 +411,30 @@ class SocialCuriosity(SocialInfluence):
             return jnp.concatenate([first[:, :, None], seq[:, :, :-1]], axis=2)
 
         h_in = jax.lax.stop_gradient(jnp.moveaxis(carried, 0, 2))  # [P, B, L, H]
-        # One encoding of the stored previous image and the L images: row t + 1 is the
-        # "after" of the transition out of row t.
         rgb = jnp.concatenate([prev["rgb"][:, :, None], mb["rgb"]], axis=2)
-        encoded = scm.encode(sp, rgb.reshape((p, b * (length + 1)) + rgb.shape[3:]))
-        encoded = encoded.reshape(p, b, length + 1, -1)
         c = previous(prev["influence"], mb["influence"])
-        predicted, guess_c = scm.sequence_outputs(
-            sp, encoded, previous(prev["actions"], own_first), previous(prev["h"], h_in), c)
-        lf = surprise(encoded[:, :, 1:], predicted)
-        li = inverse_error(c, guess_c)
+        inputs = (rgb, previous(prev["actions"], own_first), previous(prev["h"], h_in), c)
+
+        def rows(x):
+            # One encoding of the stored previous image and the L images of each sequence:
+            # row t + 1 is the "after" of the transition out of row t.
+            rgb, actions, h, c = (jnp.moveaxis(v, 0, 1) for v in x)  # [P, b, …]
+            pp, bb = rgb.shape[:2]
+            encoded = scm.encode(sp, rgb.reshape((pp, bb * (length + 1)) + rgb.shape[3:]))
+            encoded = encoded.reshape(pp, bb, length + 1, -1)
+            predicted, guess_c = scm.sequence_outputs(sp, encoded, actions, h, c)
+            return jnp.moveaxis(jnp.stack([surprise(encoded[:, :, 1:], predicted),
+                                           inverse_error(c, guess_c)]), 2, 0)  # [b, 2, P, L]
+
+        chunk = _chunk_rows(b, length)
+        if chunk >= b:
+            out = rows(tuple(jnp.moveaxis(v, 1, 0) for v in inputs))
+        else:
+            out = jax.lax.map(jax.checkpoint(rows), tuple(
+                jnp.moveaxis(v, 1, 0).reshape((b // chunk, chunk) + v.shape[:1] + v.shape[2:])
+                for v in inputs))
+            out = out.reshape((b,) + out.shape[2:])
+        lf, li = jnp.moveaxis(out, 0, 2)  # [2, P, B, L] → each [P, B, L]
         return moa_loss, lf, li
 
     def loss(self, params, mb, view):
