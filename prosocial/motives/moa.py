@@ -124,8 +124,10 @@ def cross_entropy_loss(logits: jax.Array, next_others: jax.Array, next_visible: 
     """
     mask = mask.astype(jnp.float32)
     w = next_visible.astype(jnp.float32) * mask[..., None]
-    ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), next_others[..., None],
-                              axis=-1)[..., 0]
+    # The target's log-probability picked by a one-hot select rather than a gather: the
+    # same value, and its gradient is a select instead of a scatter-add (slow on XLA:CPU).
+    picked = jnp.arange(logits.shape[-1]) == next_others[..., None]
+    ce = -jnp.where(picked, jax.nn.log_softmax(logits), 0.0).sum(axis=-1)
     entries = mask.sum(axis=(1, 2)) * logits.shape[-2]
     return (ce * w).sum(axis=(1, 2, 3)) / jnp.maximum(entries, 1.0)
 
