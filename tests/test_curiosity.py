@@ -343,6 +343,42 @@ def test_training_loss_recomputes_the_rollouts_transitions(rec):
                      tol=1e-5)
 
 
+def test_chunked_training_losses_equal_the_whole_batch(rec, monkeypatch):
+    """With chunks of 2 of the 4 sequences (_CHUNK_IMAGES = 10, sequences of L + 1 = 5
+    images), L_F, L_I and the gradient of the loss are those of the whole batch at once."""
+    from prosocial.motives import curiosity
+
+    params = rec.ps.motive_params
+    mb, view = sequences(rec, rec.rollouts[1])
+    assert view.starts.shape[1] == 4 and L + 1 == 5
+
+    def run():
+        def total(params):
+            loss, _ = rec.motive.loss(params, mb, view)
+            return loss
+        _, lf, li = jax.jit(lambda p: rec.motive.transition_losses(p, mb, view))(params)
+        return lf, li, jax.jit(jax.grad(total))(params)
+
+    whole = run()
+    monkeypatch.setattr(curiosity, "_CHUNK_IMAGES", 10)
+    assert curiosity._chunk_rows(4, L) == 2
+    chunked = run()
+    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(chunked), strict=True):
+        assert_close(b, a, tol=1e-6)
+    assert np.abs(np.asarray(whole[2]["scm"]["encoder"]["kernel"])).max() > 0.0
+
+
+def test_chunk_rows():
+    """Sequences per chunk: the largest divisor of B within _CHUNK_IMAGES = 2048 images,
+    unless that is under a quarter of the target (then the whole batch)."""
+    from prosocial.motives.curiosity import _chunk_rows
+
+    assert _chunk_rows(128, 128) == 8     # 2048 // 129 = 15 → largest divisor 8 ≥ 15/4
+    assert _chunk_rows(224, 20) == 56     # 2048 // 21 = 97 → 56
+    assert _chunk_rows(8, 4) == 8         # 409 ≥ 8: one chunk, the whole batch
+    assert _chunk_rows(127, 128) == 127   # prime: chunks of 1 < 15/4, so the whole batch
+
+
 def test_scm_gradients_reach_its_models_not_the_moa_or_the_policy(rec):
     part = rec.rollouts[1]
     mb, view = sequences(rec, part)

@@ -71,6 +71,23 @@ from prosocial.motives.moa import cross_entropy_loss, next_action_targets, predi
 _CONV = nets.NetConfig()
 
 
+_CHUNK_IMAGES = 2048
+"""About how many images per parameter set the training loss encodes at once. The SCM's
+losses are computed over the minibatch's sequences in chunks of this size (a lax.map whose
+body is rematerialised in the backward pass): each chunk's φ, f's 1014-wide output and their
+gradients stay small enough for the caches, where the whole batch at once (A2C's 128 × 129
+images per parameter set) is bound by memory traffic. The same losses up to float rounding."""
+
+
+def _chunk_rows(b: int, length: int) -> int:
+    """Sequences per chunk: the largest divisor of b with at most ``_CHUNK_IMAGES`` images in
+    a chunk of sequences of ``length`` + 1 images, or all b where that divisor would make
+    chunks under a quarter of the size (many tiny chunks cost more than they save)."""
+    target = max(1, _CHUNK_IMAGES // (length + 1))
+    chunk = max(c for c in range(1, min(b, target) + 1) if b % c == 0)
+    return chunk if 4 * chunk >= target else b
+
+
 # --- pure functions ------------------------------------------------------------------------
 
 
@@ -201,6 +218,49 @@ class CuriosityModel:
                             axis=-1)
         out = _dense(params["inverse_1"], jnp.tanh(_dense(params["inverse_0"], x)))
         return jax.nn.relu(out[..., 0])
+
+    def sequence_outputs(self, params, encoded_seq: jax.Array, own_first_actions: jax.Array,
+                         h: jax.Array, influence_value: jax.Array
+                         ) -> tuple[jax.Array, jax.Array]:
+        """:meth:`forward` and :meth:`inverse` on the transitions of sequences of consecutive
+        observations, without building their concatenated inputs.
+
+        Args:
+          encoded_seq: φ ``[P, B, L + 1, D]`` of L + 1 consecutive observations; row t + 1
+            is φ_t of the transition out of row t.
+          own_first_actions: int ``[P, B, L, N]``, h ``[P, B, L, H]`` and influence_value
+            ``[P, B, L]``: the other inputs of the transition out of each of the first L rows.
+
+        Returns:
+          f ``[P, B, L, D]`` (the prediction of rows 1…L's φ) and ĉ ``[P, B, L]``.
+
+        The first layers are linear in their concatenated inputs, so each input block is
+        multiplied by its rows of the kernel: every row's φ meets the three D-row blocks
+        (f's, and g's for φ and for φ') in one matmul, read once, and neither the
+        [2D + N·|A| + H]-wide input of g nor its gradient is materialised.
+        """
+        d, na, hid = self.encoded_width, self.num_agents * self.num_actions, self.hidden_size
+        f0, i0 = params["forward_0"], params["inverse_0"]
+        wf, wi = f0["kernel"], i0["kernel"]
+        on_phi = jnp.einsum("pbli,pio->pblo", encoded_seq,
+                            jnp.concatenate([wf[:, :d], wi[:, :d], wi[:, d:2 * d]], axis=-1))
+        # The action and state blocks of both models in one matmul each: [P, ·, 2·hid].
+        onehot = self._actions(own_first_actions)
+        on_rest = (jnp.einsum("pbli,pio->pblo", onehot, jnp.concatenate(
+                       [wf[:, d:d + na], wi[:, 2 * d:2 * d + na]], axis=-1))
+                   + jnp.einsum("pbli,pio->pblo", h, jnp.concatenate(
+                       [wf[:, d + na:d + na + self.lstm_size], wi[:, 2 * d + na:]], axis=-1)))
+        per_row = lambda b: b[:, None, None]  # noqa: E731  [P, O] → [P, 1, 1, O]
+        hidden_f = jnp.tanh(on_phi[..., :-1, :hid] + on_rest[..., :hid]
+                            + influence_value[..., None] * per_row(wf[:, -1])
+                            + per_row(f0["bias"]))
+        hidden_i = jnp.tanh(on_phi[..., :-1, hid:2 * hid] + on_phi[..., 1:, 2 * hid:]
+                            + on_rest[..., hid:] + per_row(i0["bias"]))
+        f1, i1 = params["forward_1"], params["inverse_1"]
+        predicted = jax.nn.relu(jnp.einsum("pblh,pho->pblo", hidden_f, f1["kernel"])
+                                + per_row(f1["bias"]))
+        guess = jnp.einsum("pblh,pho->pblo", hidden_i, i1["kernel"]) + per_row(i1["bias"])
+        return predicted, jax.nn.relu(guess[..., 0])
 
 
 # --- the motive -----------------------------------------------------------------------------
@@ -340,8 +400,8 @@ class SocialCuriosity(SocialInfluence):
         p, b, length = view.starts.shape
         gates = moa.gates(mp, view.features, own_first.reshape(p, b * length, -1))
         gates = jnp.moveaxis(gates.reshape(p, b, length, -1), 2, 0)  # [L, P, B, 4H]
-        _, (carried, outputs) = moa.unroll(mp, gates, moa_carry0,
-                                           jnp.moveaxis(view.starts, 2, 0))
+        carried, outputs = moa.carried_and_outputs(mp, gates, moa_carry0,
+                                                   jnp.moveaxis(view.starts, 2, 0))
         logits = jnp.swapaxes(moa.predict(mp, jnp.moveaxis(outputs, 1, 0)), 1, 2)
         moa_loss = cross_entropy_loss(logits, mb["next_others"], mb["next_visible"],
                                       view.mask)
@@ -350,17 +410,31 @@ class SocialCuriosity(SocialInfluence):
         def previous(first, seq):
             return jnp.concatenate([first[:, :, None], seq[:, :, :-1]], axis=2)
 
-        h_in = jax.lax.stop_gradient(jnp.moveaxis(moa.hidden(carried), 0, 2))  # [P, B, L, H]
+        h_in = jax.lax.stop_gradient(jnp.moveaxis(carried, 0, 2))  # [P, B, L, H]
         rgb = jnp.concatenate([prev["rgb"][:, :, None], mb["rgb"]], axis=2)
-        encoded = scm.encode(sp, rgb.reshape((p, b * (length + 1)) + rgb.shape[3:]))
-        encoded = encoded.reshape(p, b, length + 1, -1)
-        flat = lambda x: x.reshape((p, b * length) + x.shape[3:])  # noqa: E731
-        before, after = flat(encoded[:, :, :-1]), flat(encoded[:, :, 1:])
-        actions = flat(previous(prev["actions"], own_first))
-        h = flat(previous(prev["h"], h_in))
-        c = flat(previous(prev["influence"], mb["influence"]))
-        lf = surprise(after, scm.forward(sp, before, actions, h, c)).reshape(p, b, length)
-        li = inverse_error(c, scm.inverse(sp, before, after, actions, h)).reshape(p, b, length)
+        c = previous(prev["influence"], mb["influence"])
+        inputs = (rgb, previous(prev["actions"], own_first), previous(prev["h"], h_in), c)
+
+        def rows(x):
+            # One encoding of the stored previous image and the L images of each sequence:
+            # row t + 1 is the "after" of the transition out of row t.
+            rgb, actions, h, c = (jnp.moveaxis(v, 0, 1) for v in x)  # [P, b, …]
+            pp, bb = rgb.shape[:2]
+            encoded = scm.encode(sp, rgb.reshape((pp, bb * (length + 1)) + rgb.shape[3:]))
+            encoded = encoded.reshape(pp, bb, length + 1, -1)
+            predicted, guess_c = scm.sequence_outputs(sp, encoded, actions, h, c)
+            return jnp.moveaxis(jnp.stack([surprise(encoded[:, :, 1:], predicted),
+                                           inverse_error(c, guess_c)]), 2, 0)  # [b, 2, P, L]
+
+        chunk = _chunk_rows(b, length)
+        if chunk >= b:
+            out = rows(tuple(jnp.moveaxis(v, 1, 0) for v in inputs))
+        else:
+            out = jax.lax.map(jax.checkpoint(rows), tuple(
+                jnp.moveaxis(v, 1, 0).reshape((b // chunk, chunk) + v.shape[:1] + v.shape[2:])
+                for v in inputs))
+            out = out.reshape((b,) + out.shape[2:])
+        lf, li = jnp.moveaxis(out, 0, 2)  # [2, P, B, L] → each [P, B, L]
         return moa_loss, lf, li
 
     def loss(self, params, mb, view):
