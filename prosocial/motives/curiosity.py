@@ -177,15 +177,11 @@ class CuriosityModel:
         """One parameter set per key, stacked ``[P, ...]``."""
         d, hid = self.encoded_width, self.hidden_size
         actions = self.num_agents * self.num_actions
-        k, c = self.kernel, self.rgb_shape[-1]
 
         def one(key):
             kc, kf0, kf1, ki0, ki1 = jax.random.split(key, 5)
-            # Keras's fans for a conv kernel [k, k, C, F]: k·k·C in, k·k·F out
-            conv = jax.nn.initializers.glorot_uniform()
             return {
-                "encoder": {"kernel": conv(kc, (k, k, c, self.filters), jnp.float32),
-                            "bias": jnp.zeros((self.filters,), jnp.float32)},
+                "encoder": nets.conv_params(kc, self.rgb_shape, self.kernel, self.filters),
                 "forward_0": nets.dense_params(kf0, d + actions + self.lstm_size + 1, hid, 1.0),
                 "forward_1": nets.dense_params(kf1, hid, d, 1.0),
                 "inverse_0": nets.dense_params(ki0, 2 * d + actions + self.lstm_size, hid, 1.0),
