@@ -142,18 +142,41 @@ def check_probability(what: str, name: str, value) -> float:
     return value
 
 
-def check_common_options(env, perturb_q, dr, risk_eta, max_steps):
-    """ValueErrors for the §6.5 options and the episode length shared by both games."""
-    what = env.env_id
-    if not np.isfinite(perturb_q):
-        raise ValueError(f"{what}: perturb_q (Q) must be a finite number, got {perturb_q!r}")
-    if not (np.isfinite(dr) and dr >= 0):
-        raise ValueError(f"{what}: dr must be ≥ 0 (noise U[−dr, dr]; 0 switches DR off), "
-                         f"got {dr!r}")
-    if risk_eta is not None and not (np.isfinite(risk_eta) and risk_eta >= 0):
-        raise ValueError(f"{what}: risk_eta (η) must be None (off) or ≥ 0, got {risk_eta!r}")
-    if not isinstance(max_steps, int | np.integer) or max_steps < 1:
-        raise ValueError(f"{what}: max_steps must be a positive integer, got {max_steps!r}")
+class MatrixGame(Env):
+    """What the bimatrix and N-matrix games share: the test-time changes of §6.5 (Q, DR,
+    RR, action perturbation), the episode length and SRAI's extra step (B-31)."""
+
+    def _set_common_options(self, perturb_q, dr, episode_dr, risk_eta, ref_concav_log,
+                            action_perturb, max_steps, ref_bimatrix_extra_step):
+        """Check (ValueErrors naming the game) and store the shared options."""
+        what = self.env_id
+        if not np.isfinite(perturb_q):
+            raise ValueError(f"{what}: perturb_q (Q) must be a finite number, got {perturb_q!r}")
+        if not (np.isfinite(dr) and dr >= 0):
+            raise ValueError(f"{what}: dr must be ≥ 0 (noise U[−dr, dr]; 0 switches DR off), "
+                             f"got {dr!r}")
+        if risk_eta is not None and not (np.isfinite(risk_eta) and risk_eta >= 0):
+            raise ValueError(f"{what}: risk_eta (η) must be None (off) or ≥ 0, got {risk_eta!r}")
+        if not isinstance(max_steps, int | np.integer) or max_steps < 1:
+            raise ValueError(f"{what}: max_steps must be a positive integer, got {max_steps!r}")
+        self.perturb_q = float(perturb_q)
+        self.dr = float(dr)
+        self.episode_dr = bool(episode_dr)
+        self.risk_eta = None if risk_eta is None else float(risk_eta)
+        self.ref_concav_log = bool(ref_concav_log)
+        self.action_perturb = check_probability(what, "action_perturb", action_perturb)
+        self.max_steps = int(max_steps)
+        self.ref_bimatrix_extra_step = bool(ref_bimatrix_extra_step)
+
+    @property
+    def _noise_per_episode(self) -> bool:
+        return self.dr > 0 and self.episode_dr
+
+    @property
+    def stochastic_step(self) -> bool:
+        """The step draws only for the action perturbation and per-step DR (§6.5, §6.7);
+        without them it never reads its key, so AutoReset need not split one (core "Keys")."""
+        return self.action_perturb > 0 or (self.dr > 0 and not self.episode_dr)
 
 
 def agent_noise(env, key, n: int) -> jax.Array:
@@ -172,7 +195,7 @@ class BimatrixState:
     t: jax.Array  # int32 steps taken in this episode
 
 
-class Bimatrix(Env):
+class Bimatrix(MatrixGame):
     """The augmented repeated bimatrix game (active planner); see the module docstring."""
 
     env_id = "bimatrix"
@@ -225,20 +248,13 @@ class Bimatrix(Env):
                              f"got {max_officers!r}")
         if not np.isfinite(officer_weight):
             raise ValueError(f"{what}: officer_weight must be finite, got {officer_weight!r}")
-        check_common_options(self, perturb_q, dr, risk_eta, max_steps)
+        self._set_common_options(perturb_q, dr, episode_dr, risk_eta, ref_concav_log,
+                                 action_perturb, max_steps, ref_bimatrix_extra_step)
         self.payoffs = tables
         self.width = tables.shape[1]
         self.planner_reward = planner_reward
         self.max_officers = int(max_officers)
         self.officer_weight = float(officer_weight)
-        self.perturb_q = float(perturb_q)
-        self.dr = float(dr)
-        self.episode_dr = bool(episode_dr)
-        self.risk_eta = None if risk_eta is None else float(risk_eta)
-        self.ref_concav_log = bool(ref_concav_log)
-        self.action_perturb = check_probability(what, "action_perturb", action_perturb)
-        self.max_steps = int(max_steps)
-        self.ref_bimatrix_extra_step = bool(ref_bimatrix_extra_step)
         cells = self.width * self.width
         # Flat tables [3, W²]: the planner's base r̃, then the agents' rewards with Q applied.
         flat = tables.reshape(3, cells)
@@ -289,16 +305,6 @@ class Bimatrix(Env):
                  else jnp.zeros(2, jnp.float32))
         return BimatrixState(cell=jnp.stack([index // self.width, index % self.width]),
                              officers=jnp.int32(0), noise=noise, t=jnp.int32(0))
-
-    @property
-    def _noise_per_episode(self) -> bool:
-        return self.dr > 0 and self.episode_dr
-
-    @property
-    def stochastic_step(self) -> bool:
-        """The step draws only for the action perturbation and per-step DR (§6.5); without
-        them it never reads its key, so AutoReset need not split one (core "Keys")."""
-        return self.action_perturb > 0 or (self.dr > 0 and not self.episode_dr)
 
     def step_state(self, key: jax.Array, state: BimatrixState, actions: jax.Array):
         self.check_state(state)

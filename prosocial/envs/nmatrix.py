@@ -23,13 +23,11 @@ from flax import struct
 
 from prosocial.envs.bimatrix import (
     MOVE,
+    MatrixGame,
     agent_noise,
-    check_common_options,
-    check_probability,
     parse_srai_seed,
     risk_robust,
 )
-from prosocial.envs.core import Env
 from prosocial.envs.spaces import Box, Dict, Discrete
 
 
@@ -52,7 +50,7 @@ class NMatrixState:
     t: jax.Array  # int32 steps taken in this episode
 
 
-class NMatrix(Env):
+class NMatrix(MatrixGame):
     """SRAI's N-matrix game ``coop_bimatrix_3`` (§6.7); see the module docstring."""
 
     env_id = "coop_bimatrix_3"
@@ -91,19 +89,12 @@ class NMatrix(Env):
                                  f"({n + 1}, W, …, W); got {tables.shape}")
             if not np.all(np.isfinite(tables)):
                 raise ValueError(f"{what}: payoffs must be finite")
-        check_common_options(self, perturb_q, dr, risk_eta, max_steps)
+        self._set_common_options(perturb_q, dr, episode_dr, risk_eta, ref_concav_log,
+                                 action_perturb, max_steps, ref_bimatrix_extra_step)
         self.num_players = n
         self.num_agents = n + 1
         self.payoffs = tables
         self.width = tables.shape[1]
-        self.perturb_q = float(perturb_q)
-        self.dr = float(dr)
-        self.episode_dr = bool(episode_dr)
-        self.risk_eta = None if risk_eta is None else float(risk_eta)
-        self.ref_concav_log = bool(ref_concav_log)
-        self.action_perturb = check_probability(what, "action_perturb", action_perturb)
-        self.max_steps = int(max_steps)
-        self.ref_bimatrix_extra_step = bool(ref_bimatrix_extra_step)
         self.ref_nmatrix_dr_drift = bool(ref_nmatrix_dr_drift)
         self.ref_nmatrix_action_perturb = bool(ref_nmatrix_action_perturb)
         flat = tables.reshape(n + 1, -1)
@@ -145,16 +136,6 @@ class NMatrix(Env):
                  else jnp.zeros(n, jnp.float32))
         return NMatrixState(pos=pos.astype(jnp.int32), noise=noise,
                             drift=jnp.zeros(n, jnp.float32), t=jnp.int32(0))
-
-    @property
-    def _noise_per_episode(self) -> bool:
-        return self.dr > 0 and self.episode_dr
-
-    @property
-    def stochastic_step(self) -> bool:
-        """The step draws only for the action perturbation and per-step DR (§6.7); without
-        them it never reads its key, so AutoReset need not split one (core "Keys")."""
-        return self.action_perturb > 0 or (self.dr > 0 and not self.episode_dr)
 
     def step_state(self, key: jax.Array, state: NMatrixState, actions: jax.Array):
         self.check_state(state)
