@@ -17,8 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from ermas_tiny import CFG
 
-from prosocial.ermas.loop import Ermas, ErmasConfig, ErmasRunConfig
+from prosocial.ermas.loop import Ermas, ErmasConfig
 from prosocial.ermas.train import ermas_main
 from prosocial.ermas.trpo import (
     CG_DAMPING,
@@ -307,16 +308,6 @@ def test_cli_rejects_trpo_without_rho(tmp_path, capsys):
     assert exc.value.code == 2
 
 
-# test_ermas_loop's run (same programs, so the compilation cache serves both files).
-TINY_PPO = PPOConfig(num_epochs=1, num_minibatches=2, seq_len=10, clip_eps=0.3, gamma=0.8,
-                     gae_lambda=0.9, lr=3e-3)
-TINY = ErmasRunConfig(env="bimatrix-constrained", env_options={"max_steps": 20}, num_seeds=2,
-                      num_envs=4, num_steps=10, agent_ppo=TINY_PPO, planner_ppo=TINY_PPO,
-                      outer_iterations=3, checkpoint_every=1,
-                      ermas=ErmasConfig(epsilon=0.5, alpha_lr=0.5, eval_episodes=3,
-                                        inner_me_iterations=2, inner_main_iterations=1))
-
-
 def _deviation_params(er, iterations):
     state = er.init()
     dev = er.deviation_start(state.main, state.dev_rollout)
@@ -331,11 +322,11 @@ def _deviation_params(er, iterations):
 def test_loop_deviations_with_trust_region(deviation, rho):
     # In the ERMAS loop: copy i trains only agent i (co-players bit for bit); TRPO moves
     # agent i; with ρ = 1e-9 the PPO deviations stop after their first iteration.
-    cfg = dataclasses.replace(TINY, ermas=dataclasses.replace(TINY.ermas, deviation=deviation,
+    cfg = dataclasses.replace(CFG, ermas=dataclasses.replace(CFG.ermas, deviation=deviation,
                                                               rho=rho))
     er = Ermas(cfg)
     params, dev = _deviation_params(er, 2)
-    n, s = er.n, TINY.num_seeds
+    n, s = er.n, CFG.num_seeds
     for k, leaf in enumerate(jax.tree.leaves(params[0])):
         seq = [jax.tree.leaves(p)[k].reshape((s, n, n) + leaf.shape[1:]) for p in params]
         for i in range(n):
@@ -350,7 +341,7 @@ def test_loop_deviations_with_trust_region(deviation, rho):
 @pytest.mark.slow
 @pytest.mark.parametrize("deviation, rho", [("trpo", 0.05), ("ppo", 0.01)])
 def test_loop_outer_iteration_with_trust_region(deviation, rho):
-    cfg = dataclasses.replace(TINY, ermas=dataclasses.replace(TINY.ermas, deviation=deviation,
+    cfg = dataclasses.replace(CFG, ermas=dataclasses.replace(CFG.ermas, deviation=deviation,
                                                               rho=rho))
     er = Ermas(cfg)
     state, metrics = er.iteration(er.init())
