@@ -321,8 +321,7 @@ class EMuReL(Motive):
     learned = True
 
     def __init__(self, cfg):
-        if not cfg.moa_lstm_size >= 1 or any(h < 1 for h in cfg.moa_hidden_sizes):
-            raise ValueError("motive.moa_lstm_size and moa_hidden_sizes must be positive")
+        ModelOfOtherAgents.check_config(cfg)
         for label in ("alpha", "beta", "moa_loss_weight", "scm_loss_weight"):
             if not np.all(np.asarray(getattr(cfg, label)) >= 0):
                 raise ValueError(f"motive.{label} must be ≥ 0, got {getattr(cfg, label)!r}")
@@ -343,8 +342,7 @@ class EMuReL(Motive):
 
     @property
     def moa(self) -> ModelOfOtherAgents:
-        return ModelOfOtherAgents(self.cfg.moa_hidden_sizes, self.cfg.moa_lstm_size,
-                                  self.num_agents, self.num_actions)
+        return ModelOfOtherAgents.from_config(self.cfg, self.num_agents, self.num_actions)
 
     def init_params(self, keys, env, policy):
         net_cfg = policy.cfg

@@ -118,8 +118,7 @@ class SocialInfluence(Motive):
     learned = True
 
     def __init__(self, cfg):
-        if not cfg.moa_lstm_size >= 1 or any(h < 1 for h in cfg.moa_hidden_sizes):
-            raise ValueError("motive.moa_lstm_size and moa_hidden_sizes must be positive")
+        ModelOfOtherAgents.check_config(cfg)
         for label in ("moa_loss_weight", "influence_reward_weight", "influence_reward_clip"):
             if not getattr(cfg, label) >= 0:
                 raise ValueError(f"motive.{label} must be ≥ 0, got {getattr(cfg, label)!r}")
@@ -136,8 +135,7 @@ class SocialInfluence(Motive):
     def moa(self) -> ModelOfOtherAgents:
         """The model of other agents for the env's agents and actions (known after
         :meth:`check`)."""
-        return ModelOfOtherAgents(self.cfg.moa_hidden_sizes, self.cfg.moa_lstm_size,
-                                  self.num_agents, self.num_actions)
+        return ModelOfOtherAgents.from_config(self.cfg, self.num_agents, self.num_actions)
 
     # --- model ---------------------------------------------------------------------------
 

@@ -153,6 +153,19 @@ class ModelOfOtherAgents:
         self.lstm_size = lstm_size
         self.num_agents, self.num_actions = num_agents, num_actions
 
+    @staticmethod
+    def check_config(cfg) -> None:
+        """ValueError unless a motive config's MOA sizes (``moa_lstm_size``,
+        ``moa_hidden_sizes``) are positive; for a motive's constructor, before the env is
+        known."""
+        if not cfg.moa_lstm_size >= 1 or any(h < 1 for h in cfg.moa_hidden_sizes):
+            raise ValueError("motive.moa_lstm_size and moa_hidden_sizes must be positive")
+
+    @classmethod
+    def from_config(cls, cfg, num_agents: int, num_actions: int) -> ModelOfOtherAgents:
+        """The model a motive config describes, for the env's agents and actions."""
+        return cls(cfg.moa_hidden_sizes, cfg.moa_lstm_size, num_agents, num_actions)
+
     # --- parameters and state -----------------------------------------------------------
 
     def init(self, keys: jax.Array, feature_width: int, tower_init_scale: float = 1.0
