@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from prosocial.ermas.evaluation import test_config as make_test_config
+from prosocial.ermas.loop import replace_ermas
 from prosocial.experiments import figures as F
 from prosocial.experiments.presets.ermas import preset
 
@@ -43,6 +44,75 @@ def test_scaled_budget_and_epsilon():
     f5 = F.fig5_configs(scale)
     assert f5["oracle"].env_options == {"perturb_q": 0.5, "max_steps": 500}
     assert f5["ermas"].env == "bimatrix"
+
+
+
+def test_deviation_flags_reach_every_ermas_config():
+    plain = F.Scale(seeds=2, episodes=100, episode_steps=500, eval_episodes=3)
+    trpo = F.Scale(seeds=2, episodes=100, episode_steps=500, eval_episodes=3,
+                   deviation="trpo", rho=0.02)
+    for make in (F.fig3_configs, F.fig4_configs, F.fig5_configs):
+        before, after = make(plain), make(trpo)
+        assert list(before) == list(after)
+        for name, cfg in after.items():
+            if cfg.ermas.method == "ermas":
+                assert (cfg.ermas.deviation, cfg.ermas.rho) == ("trpo", 0.02), name
+                # nothing else changes
+                assert cfg == replace_ermas(before[name], deviation="trpo", rho=0.02)
+            else:  # MARL, oracle, DR, RR: no deviations, config untouched (runs reused)
+                assert cfg == before[name], name
+        # without the flags every preset keeps its own: SRAI's PPO deviations, no ρ
+        assert {(c.ermas.deviation, c.ermas.rho) for c in before.values()} == {("ppo", None)}
+    assert [n for n, c in F.fig5_configs(trpo).items() if c.ermas.deviation == "trpo"] == [
+        "ermas"]
+    assert len(F.fig4_configs(trpo)) == 1 + 5 + 3  # every Fig. 4 run is an ERMAS run
+    # ρ alone: PPO deviations stopped at mean KL 0.5
+    kl = F.fig3_configs(F.Scale(rho=0.5))["ermas_eps5"].ermas
+    assert (kl.deviation, kl.rho) == ("ppo", 0.5)
+    with pytest.raises(ValueError, match="needs ermas.rho"):
+        F.fig3_configs(F.Scale(deviation="trpo"))
+
+
+def test_deviation_header():
+    trpo = F.fig5_configs(F.Scale(deviation="trpo", rho=0.02))
+    assert F.deviation_header(trpo) == "ERMAS deviations: trpo, ρ 0.02"
+    assert F.deviation_header(F.fig3_configs(F.Scale())) == "ERMAS deviations: ppo, ρ none"
+    marl = {"marl": preset("ermas/bimatrix/marl")}
+    assert F.deviation_header(marl) == "ERMAS deviations: none (no ERMAS runs)"
+
+
+def test_figure_cli_passes_deviation(tmp_path, monkeypatch, capsys):
+    seen = {}
+
+    def fake(out, scale, progress):
+        seen.update(out=out, scale=scale)
+        return "claims"
+
+    monkeypatch.setitem(F.FIGURES, "ermas-fig4", fake)
+    F.figure_main(["ermas-fig4", "--out", str(tmp_path), "--deviation", "trpo", "--rho",
+                   "0.05", "--no-progress"])
+    assert seen["scale"].deviation == "trpo" and seen["scale"].rho == 0.05
+    assert capsys.readouterr().out.splitlines() == ["ERMAS deviations: trpo, ρ 0.05",
+                                                    "claims"]
+    F.figure_main(["ermas-fig4", "--out", str(tmp_path), "--no-progress"])
+    assert seen["scale"].deviation is None and seen["scale"].rho is None
+    assert capsys.readouterr().out.splitlines()[0] == "ERMAS deviations: ppo, ρ none"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--deviation", "sgd"], "invalid choice: 'sgd'"),
+    (["--rho", "0"], "--rho must be a positive number"),
+    (["--rho", "-0.1"], "--rho must be a positive number"),
+    (["--rho", "nan"], "--rho must be a positive number"),
+    (["--rho", "inf"], "--rho must be a positive number"),
+    (["--deviation", "trpo"], "needs ermas.rho"),
+])
+def test_figure_cli_bad_deviation(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        F.figure_main(["ermas-fig3", "--out", str(tmp_path / "out"), *flags])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing trained or written
 
 
 def test_table_rows(tmp_path):

@@ -12,6 +12,12 @@ episode return, so the ε values are scaled by episode-steps / 5000 at shorter e
 (printed). Final values are means over the last outer iterations covering 12 episodes
 (the paper's "final 12 episodes"), at least one iteration.
 
+Deviations. ``--deviation ppo|trpo`` and ``--rho R`` set how the ERMAS runs of a figure
+search each agent's deviation (``ErmasConfig.deviation``/``rho``, §9.9.3): ``trpo`` takes
+the paper's TRPO steps of radius R/n_inner (needs ``--rho``), ``--rho`` with ``ppo`` stops
+a deviation past mean KL R. Runs without deviations (MARL, DR, RR) are unchanged, and
+without the flags every run keeps its preset's setting, so finished runs are reused.
+
 - Fig. 3 (R-17; [ERMAS] §5.1): constrained bimatrix (passive planner), MARL and ERMAS at
   ε ∈ {−10, 5, 20}: final per-step regret and planner return against ε.
 - Fig. 4 (R-18, R-19; §5.2): constrained bimatrix with the ablation settings of
@@ -44,18 +50,45 @@ Q_TEST = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 
 @dataclasses.dataclass(frozen=True)
 class Scale:
+    """How a figure's runs are sized, and the deviation search of its ERMAS runs.
+
+    Args:
+        seeds: Seeds of every run (batched in one run).
+        episodes: Training episodes of each run (paper: 50 000).
+        episode_steps: Steps per episode (paper: 5000); ε scales with it (:meth:`eps`).
+        test_episodes: Fig. 5: episodes of fresh agents at each test Q.
+        eval_episodes: E_eval, whole episodes behind each J estimate.
+        deviation: ``"ppo"`` or ``"trpo"``, set on every run that has ERMAS deviations
+            (``ermas.method == "ermas"``); ``None`` keeps each preset's own.
+        rho: ρ, the deviations' trust-region radius (nats), set likewise; ``None`` keeps
+            each preset's own.
+    """
+
     seeds: int = 5
     episodes: int = P.TRAIN_EPISODES
     episode_steps: int = PAPER_STEPS
     test_episodes: int = 3000
     eval_episodes: int = 10
+    deviation: str | None = None
+    rho: float | None = None
 
     def eps(self, paper_eps: float) -> float:
         return paper_eps * self.episode_steps / PAPER_STEPS
 
 
 def scaled(cfg: ErmasRunConfig, scale: Scale, env: str | None = None, **ermas) -> ErmasRunConfig:
-    """A preset at ``scale``: seeds, episode length, budget, E_eval; ERMAS fields changed."""
+    """A preset at ``scale``: seeds, episode length, budget, E_eval; ERMAS fields changed.
+
+    ``scale.deviation`` and ``scale.rho``, where given, are set only on a config that runs
+    ERMAS deviations (``method == "ermas"``): a MARL, DR or RR config has none, and
+    changing its fields would only stop its finished runs from being reused. Raises
+    ``ValueError`` (from :class:`ErmasConfig`) for a bad deviation or ρ, e.g. ``"trpo"``
+    without ρ.
+    """
+    deviation = {k: v for k, v in (("deviation", scale.deviation), ("rho", scale.rho))
+                 if v is not None}
+    if ermas.get("method", cfg.ermas.method) == "ermas":
+        ermas = dict(deviation, **ermas)
     cfg = replace_ermas(cfg, eval_episodes=scale.eval_episodes, **ermas)
     options = dict(cfg.env_options, max_steps=scale.episode_steps)
     iters = P.outer_iterations(scale.episodes, scale.episode_steps,
@@ -365,6 +398,16 @@ def fig5(out: Path, scale: Scale, progress: bool = True, q_values=Q_TEST) -> str
 
 
 FIGURES = {"ermas-fig3": fig3, "ermas-fig4": fig4, "ermas-fig5": fig5}
+FIGURE_CONFIGS = {"ermas-fig3": fig3_configs, "ermas-fig4": fig4_configs,
+                  "ermas-fig5": fig5_configs}
+
+
+def deviation_header(configs: dict[str, ErmasRunConfig]) -> str:
+    """One line naming the deviation search (and ρ) of the ERMAS runs among ``configs``."""
+    ermas = [c.ermas for c in configs.values() if c.ermas.method == "ermas"]
+    kinds = sorted({(e.deviation, "none" if e.rho is None else f"{e.rho:g}") for e in ermas})
+    text = "; ".join(f"{d}, ρ {r}" for d, r in kinds) or "none (no ERMAS runs)"
+    return f"ERMAS deviations: {text}"
 
 
 def figure_main(argv: list[str]) -> None:
@@ -382,18 +425,35 @@ def figure_main(argv: list[str]) -> None:
     parser.add_argument("--test-episodes", type=int, default=3000,
                         help="Fig. 5: episodes of fresh agents at each test Q (paper: 3000)")
     parser.add_argument("--eval-episodes", type=int, default=10, help="E_eval")
+    parser.add_argument("--deviation", choices=("ppo", "trpo"),
+                        help="deviation search of the figure's ERMAS runs: ppo = SRAI's PPO "
+                             "iterations; trpo = the paper's TRPO steps of radius "
+                             "rho/inner iterations, needs --rho (default: the presets', ppo)")
+    parser.add_argument("--rho", type=float,
+                        help="trust-region radius ρ (mean KL, nats) of the ERMAS runs' "
+                             "deviations: the TRPO radius, or with ppo the KL at which a "
+                             "deviation stops (default: the presets', none)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     for name in ("seeds", "episodes", "episode_steps", "test_episodes", "eval_episodes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
+    if args.rho is not None and not (math.isfinite(args.rho) and args.rho > 0):
+        parser.error(f"--rho must be a positive number (nats), got {args.rho:g}")
     scale = Scale(args.seeds, args.episodes, args.episode_steps, args.test_episodes,
-                  args.eval_episodes)
+                  args.eval_episodes, args.deviation, args.rho)
+    try:
+        configs = FIGURE_CONFIGS[args.figure](scale)
+    except ValueError as err:
+        hint = " (give --rho)" if args.deviation == "trpo" and args.rho is None else ""
+        parser.error(f"{err}{hint}")
+    print(deviation_header(configs))
     if scale.episode_steps != PAPER_STEPS:
         print(f"episodes of {scale.episode_steps} steps: ε values scaled by "
               f"{scale.episode_steps / PAPER_STEPS:g}")
     print(FIGURES[args.figure](args.out, scale, progress=not args.no_progress))
 
 
-__all__ = ["FIGURES", "Scale", "fig3", "fig3_configs", "fig4", "fig4_configs", "fig5",
-           "fig5_configs", "figure_main", "scaled", "window"]
+__all__ = ["FIGURES", "FIGURE_CONFIGS", "Scale", "deviation_header", "fig3", "fig3_configs",
+           "fig4", "fig4_configs", "fig5", "fig5_configs", "figure_main",
+           "scaled", "window"]
