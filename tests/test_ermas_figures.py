@@ -1,6 +1,8 @@
 """Figure commands and the evaluation protocol: configs, scaling and tables (fast parts);
 the tiny end-to-end runs are marked slow."""
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -114,6 +116,37 @@ def test_figure_cli_bad_deviation(tmp_path, capsys, flags, message):
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing trained or written
 
+
+def _fig4_rows(regrets, planner):
+    names = ["learned_lambda"] + [f"fixed_lambda{lam:g}" for lam in F.FIG4_LAMBDAS]
+    rows = [{"config": n, "regret_per_step_mean": r, "planner_return_mean": p}
+            for n, r, p in zip(names, regrets, planner, strict=True)]
+    return rows + [{"config": f"meta_beta{b:g}", "agent_return_mean": 1.0,
+                    "agent_return_ci_low": 0.5, "agent_return_ci_high": 1.5}
+                   for b in F.FIG4_BETAS]
+
+
+@pytest.mark.parametrize("centre, spread", [(-1e-3, 1e-6), (3e-5, 1e-6), (12.3, 1e-5)])
+def test_fig4_plot_tick_labels_readable(tmp_path, centre, spread):
+    """Regrets a few 1e-6 apart: the left panel's x tick labels are short and do not
+    overlap (with matplotlib's defaults, −0.001002 … −0.000986 in steps of 2e-6 do), and
+    each fixed-λ_0 point carries its λ_0."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    regrets = [centre + k * spread for k in (0, 1, 4, 7, 9, 12)]
+    planner = [0.60001, 0.60003, 0.60004, 0.60002, 0.60005, 0.60006]
+    fig = F.fig4_plot(_fig4_rows(regrets, planner), tmp_path / "f4.png")
+    assert (tmp_path / "f4.png").stat().st_size > 0
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    ax = fig.axes[0]
+    for axis in (ax.xaxis, ax.yaxis):
+        labels = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
+        assert 2 <= len(labels) <= 6
+        assert all(len(t.get_text()) <= 6 for t in labels), [t.get_text() for t in labels]
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        assert not any(a.overlaps(b) for a, b in pairwise(boxes))
+    assert sorted(t.get_text() for t in ax.texts) == sorted(
+        f"λ_0={lam:g}" for lam in F.FIG4_LAMBDAS)
 
 def test_table_rows(tmp_path):
     row = F._row("x", planner_return=np.array([1.0, 2.0, 3.0]))

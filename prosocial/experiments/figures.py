@@ -283,6 +283,44 @@ def _time_to(run_dir: Path, column_prefix: str, frac: float = 0.9) -> float:
     return float(np.nanmean(out))
 
 
+def fig4_plot(rows: list[dict], path: Path):
+    """Fig. 4's plot of the rows of ``fig4`` (one per config, ``_row`` columns), saved to
+    ``path``; returns the matplotlib ``Figure``.
+
+    Left: final per-step regret against planner return, one point per fixed λ_0 (labelled
+    with its λ_0) and a star for learned λ. Regrets differ by as little as 1e-5, so both
+    axes use few ticks (``MaxNLocator(4)``) and scientific notation with an offset (the
+    common exponent and the common part written once at the axis end), which keeps the
+    tick labels short. Right: final agent return (95% CI) against the meta weight β.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax_l, ax_b = fig.subplots(1, 2)
+    by = {r["config"]: r for r in rows}
+    fixed = [by[f"fixed_lambda{lam:g}"] for lam in FIG4_LAMBDAS]
+    ax_l.scatter([r["regret_per_step_mean"] for r in fixed],
+                 [r["planner_return_mean"] for r in fixed], label="fixed λ_0")
+    for lam, r in zip(FIG4_LAMBDAS, fixed, strict=True):
+        ax_l.annotate(f"λ_0={lam:g}", (r["regret_per_step_mean"], r["planner_return_mean"]),
+                      xytext=(4, 4), textcoords="offset points", fontsize="small")
+    learned = by["learned_lambda"]
+    ax_l.scatter([learned["regret_per_step_mean"]], [learned["planner_return_mean"]],
+                 marker="*", s=150, label="learned λ")
+    for axis in (ax_l.xaxis, ax_l.yaxis):
+        axis.set_major_locator(MaxNLocator(nbins=4))
+    ax_l.ticklabel_format(axis="both", style="sci", scilimits=(-2, 3), useOffset=True)
+    ax_l.margins(0.15)  # room for the λ_0 labels
+    ax_l.set(xlabel="per-step regret", ylabel="planner return")
+    ax_l.legend()
+    metas = [by[f"meta_beta{b:g}"] for b in FIG4_BETAS]
+    _errorbar(ax_b, list(FIG4_BETAS), metas, "agent_return", "final agent return", "C2")
+    ax_b.set(xscale="log", xlabel="meta weight β", ylabel="agent return")
+    fig.savefig(path, dpi=120)
+    return fig
+
+
 def fig4(out: Path, scale: Scale, progress: bool = True) -> str:
     configs = fig4_configs(scale)
     dirs = train_all(configs, out, progress)
@@ -298,23 +336,11 @@ def fig4(out: Path, scale: Scale, progress: bool = True) -> str:
         row["iterations_to_90pct_agent_return"] = _time_to(dirs[name], "agent_return_")
         rows.append(row)
     write_table(rows, out, "ermas_fig4")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    ax_l, ax_b = fig.subplots(1, 2)
+    fig4_plot(rows, out / "ermas_fig4.png")
     by = {r["config"]: r for r in rows}
     fixed = [by[f"fixed_lambda{lam:g}"] for lam in FIG4_LAMBDAS]
-    ax_l.scatter([r["regret_per_step_mean"] for r in fixed],
-                 [r["planner_return_mean"] for r in fixed], label="fixed λ_0")
     learned = by["learned_lambda"]
-    ax_l.scatter([learned["regret_per_step_mean"]], [learned["planner_return_mean"]],
-                 marker="*", s=150, label="learned λ")
-    ax_l.set(xlabel="per-step regret", ylabel="planner return")
-    ax_l.legend()
     metas = [by[f"meta_beta{b:g}"] for b in FIG4_BETAS]
-    _errorbar(ax_b, list(FIG4_BETAS), metas, "agent_return", "final agent return", "C2")
-    ax_b.set(xscale="log", xlabel="meta weight β", ylabel="agent return")
-    fig.savefig(out / "ermas_fig4.png", dpi=120)
     lower = all(learned["planner_return_mean"] < r["planner_return_ci_low"] for r in fixed)
     speeds = [r["iterations_to_90pct_agent_return"] for r in metas]
     claim18 = _claim(
@@ -455,5 +481,5 @@ def figure_main(argv: list[str]) -> None:
 
 
 __all__ = ["FIGURES", "FIGURE_CONFIGS", "Scale", "deviation_header", "fig3", "fig3_configs",
-           "fig4", "fig4_configs", "fig5", "fig5_configs", "figure_main",
+           "fig4", "fig4_configs", "fig4_plot", "fig5", "fig5_configs", "figure_main",
            "scaled", "window"]
