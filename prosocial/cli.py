@@ -26,9 +26,10 @@ usage: prosocial COMMAND [options]      (prosocial COMMAND --help for all its op
         fixed-lambda; ermas/bimatrix-reference-code/… with the reference code's defects);
         deviations by PPO (default), PPO stopped at mean KL rho, or TRPO of radius rho
   prosocial figure ermas-fig3|ermas-fig4|ermas-fig5 --out DIR [--seeds S] [--episodes K]
-        [--episode-steps T] [--test-episodes K]
+        [--episode-steps T] [--test-episodes K] [--deviation ppo|trpo] [--rho R]
         reproduce a paper figure: its runs (resumable), table with 95% CIs, plot, and the
-        paper's claim beside the measured outcome
+        paper's claim beside the measured outcome; --deviation/--rho as for ermas, on the
+        figure's ERMAS runs
   prosocial demo [--out DIR]
         random agents: GIFs of Harvest and Cleanup and the env speed (default: runs/demo)
   prosocial bench envs [--env ID] [--num-envs N ...]
