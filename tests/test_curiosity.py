@@ -345,7 +345,8 @@ def test_training_loss_recomputes_the_rollouts_transitions(rec):
 
 def test_chunked_training_losses_equal_the_whole_batch(rec, monkeypatch):
     """With chunks of 2 of the 4 sequences (_CHUNK_IMAGES = 10, sequences of L + 1 = 5
-    images), L_F, L_I and the gradient of the loss are those of the whole batch at once."""
+    images, _WHOLE_IMAGES = 0 so that even this small batch is chunked), L_F, L_I and the
+    gradient of the loss are those of the whole batch at once."""
     from prosocial.motives import curiosity
 
     params = rec.ps.motive_params
@@ -361,6 +362,7 @@ def test_chunked_training_losses_equal_the_whole_batch(rec, monkeypatch):
 
     whole = run()
     monkeypatch.setattr(curiosity, "_CHUNK_IMAGES", 10)
+    monkeypatch.setattr(curiosity, "_WHOLE_IMAGES", 0)
     assert curiosity._chunk_rows(4, L) == 2
     chunked = run()
     for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(chunked), strict=True):
@@ -369,13 +371,16 @@ def test_chunked_training_losses_equal_the_whole_batch(rec, monkeypatch):
 
 
 def test_chunk_rows():
-    """Sequences per chunk: the largest divisor of B within _CHUNK_IMAGES = 2048 images,
-    unless that is under a quarter of the target (then the whole batch)."""
+    """Sequences per chunk: the whole batch up to _WHOLE_IMAGES = 8192 images; above, the
+    largest divisor of B within _CHUNK_IMAGES = 2048 images, unless that is under a quarter
+    of the target (then the whole batch)."""
     from prosocial.motives.curiosity import _chunk_rows
 
-    assert _chunk_rows(128, 128) == 8     # 2048 // 129 = 15 → largest divisor 8 ≥ 15/4
-    assert _chunk_rows(224, 20) == 56     # 2048 // 21 = 97 → 56
-    assert _chunk_rows(8, 4) == 8         # 409 ≥ 8: one chunk, the whole batch
+    assert _chunk_rows(224, 20) == 224    # 224 · 21 = 4704 images ≤ 8192: whole (PPO)
+    assert _chunk_rows(390, 20) == 390    # 8190 images: whole
+    assert _chunk_rows(392, 20) == 56     # 8232 > 8192; 2048 // 21 = 97 → divisor 56 ≥ 97/4
+    assert _chunk_rows(128, 128) == 8     # 16512 images; 2048 // 129 = 15 → divisor 8 ≥ 15/4
+    assert _chunk_rows(8, 4) == 8         # 40 images: whole
     assert _chunk_rows(127, 128) == 127   # prime: chunks of 1 < 15/4, so the whole batch
 
 

@@ -72,17 +72,26 @@ _CONV = nets.NetConfig()
 
 
 _CHUNK_IMAGES = 2048
-"""About how many images per parameter set the training loss encodes at once. The SCM's
-losses are computed over the minibatch's sequences in chunks of this size (a lax.map whose
-body is rematerialised in the backward pass): each chunk's φ, f's 1014-wide output and their
-gradients stay small enough for the caches, where the whole batch at once (A2C's 128 × 129
-images per parameter set) is bound by memory traffic. The same losses up to float rounding."""
+"""About how many images per parameter set the SCM encodes at once when a batch is large. Its
+losses are computed over the sequences in chunks of this size (a lax.map, whose body the
+training loss rematerialises in the backward pass): each chunk's φ, f's 1014-wide output and
+their gradients stay small enough for the caches, where the whole batch at once (A2C's
+128 × 129 images per parameter set) is bound by memory traffic. The same losses up to float
+rounding."""
+
+_WHOLE_IMAGES = 8192
+"""Batches of at most this many images per parameter set are not chunked: PPO's minibatches
+(about 4 700 images per set at 128 envs × 128 steps and 4 minibatches) ran faster whole,
+without the recomputed forward pass, in ``benchmarks/train_sps.py``."""
 
 
 def _chunk_rows(b: int, length: int) -> int:
-    """Sequences per chunk: the largest divisor of b with at most ``_CHUNK_IMAGES`` images in
-    a chunk of sequences of ``length`` + 1 images, or all b where that divisor would make
-    chunks under a quarter of the size (many tiny chunks cost more than they save)."""
+    """Sequences per chunk for b sequences of ``length`` + 1 images: all b when they hold at
+    most ``_WHOLE_IMAGES`` images; else the largest divisor of b with at most
+    ``_CHUNK_IMAGES`` images in a chunk, or all b where that divisor would make chunks under
+    a quarter of the size (many tiny chunks cost more than they save)."""
+    if b * (length + 1) <= _WHOLE_IMAGES:
+        return b
     target = max(1, _CHUNK_IMAGES // (length + 1))
     chunk = max(c for c in range(1, min(b, target) + 1) if b % c == 0)
     return chunk if 4 * chunk >= target else b
@@ -259,6 +268,44 @@ class CuriosityModel:
         return predicted, jax.nn.relu(guess[..., 0])
 
 
+    def transition_errors(self, params, rgb: jax.Array, own_first_actions: jax.Array,
+                          h: jax.Array, influence_value: jax.Array, remat: bool = False
+                          ) -> tuple[jax.Array, jax.Array]:
+        """L_F and L_I of the transitions of sequences of consecutive images, ``[P, B, L]``.
+
+        Args:
+          rgb: uint8 ``[P, B, L + 1, H, W, C]``; row t + 1 is the image after row t.
+          own_first_actions: int ``[P, B, L, N]``, h ``[P, B, L, H]``, influence_value
+            ``[P, B, L]``: the other inputs of the transition out of each of the first L rows.
+          remat: recompute each chunk's forward pass in the backward pass (for a loss).
+
+        Each image is encoded once; large batches go through in chunks of sequences
+        (``_chunk_rows``), the same values up to float rounding.
+        """
+        p, b, length = influence_value.shape
+
+        def rows(x):
+            rgb, actions, h, c = (jnp.moveaxis(v, 0, 1) for v in x)  # [P, b, …]
+            pp, bb = rgb.shape[:2]
+            encoded = self.encode(params, rgb.reshape((pp, bb * (length + 1)) + rgb.shape[3:]))
+            encoded = encoded.reshape(pp, bb, length + 1, -1)
+            predicted, guess_c = self.sequence_outputs(params, encoded, actions, h, c)
+            return jnp.moveaxis(jnp.stack([surprise(encoded[:, :, 1:], predicted),
+                                           inverse_error(c, guess_c)]), 2, 0)  # [b, 2, P, L]
+
+        inputs = (rgb, own_first_actions, h, influence_value)
+        chunk = _chunk_rows(b, length)
+        if chunk >= b:
+            out = rows(tuple(jnp.moveaxis(v, 1, 0) for v in inputs))
+        else:
+            out = jax.lax.map(jax.checkpoint(rows) if remat else rows, tuple(
+                jnp.moveaxis(v, 1, 0).reshape((b // chunk, chunk) + v.shape[:1] + v.shape[2:])
+                for v in inputs))
+            out = out.reshape((b,) + out.shape[2:])
+        lf, li = jnp.moveaxis(out, 0, 2)  # [2, P, B, L] → each [P, B, L]
+        return lf, li
+
+
 # --- the motive -----------------------------------------------------------------------------
 
 
@@ -408,29 +455,9 @@ class SocialCuriosity(SocialInfluence):
 
         h_in = jax.lax.stop_gradient(jnp.moveaxis(carried, 0, 2))  # [P, B, L, H]
         rgb = jnp.concatenate([prev["rgb"][:, :, None], mb["rgb"]], axis=2)
-        c = previous(prev["influence"], mb["influence"])
-        inputs = (rgb, previous(prev["actions"], own_first), previous(prev["h"], h_in), c)
-
-        def rows(x):
-            # One encoding of the stored previous image and the L images of each sequence:
-            # row t + 1 is the "after" of the transition out of row t.
-            rgb, actions, h, c = (jnp.moveaxis(v, 0, 1) for v in x)  # [P, b, …]
-            pp, bb = rgb.shape[:2]
-            encoded = scm.encode(sp, rgb.reshape((pp, bb * (length + 1)) + rgb.shape[3:]))
-            encoded = encoded.reshape(pp, bb, length + 1, -1)
-            predicted, guess_c = scm.sequence_outputs(sp, encoded, actions, h, c)
-            return jnp.moveaxis(jnp.stack([surprise(encoded[:, :, 1:], predicted),
-                                           inverse_error(c, guess_c)]), 2, 0)  # [b, 2, P, L]
-
-        chunk = _chunk_rows(b, length)
-        if chunk >= b:
-            out = rows(tuple(jnp.moveaxis(v, 1, 0) for v in inputs))
-        else:
-            out = jax.lax.map(jax.checkpoint(rows), tuple(
-                jnp.moveaxis(v, 1, 0).reshape((b // chunk, chunk) + v.shape[:1] + v.shape[2:])
-                for v in inputs))
-            out = out.reshape((b,) + out.shape[2:])
-        lf, li = jnp.moveaxis(out, 0, 2)  # [2, P, B, L] → each [P, B, L]
+        lf, li = scm.transition_errors(sp, rgb, previous(prev["actions"], own_first),
+                                       previous(prev["h"], h_in),
+                                       previous(prev["influence"], mb["influence"]), remat=True)
         return moa_loss, lf, li
 
     def loss(self, params, mb, view):
