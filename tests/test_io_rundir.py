@@ -191,3 +191,15 @@ def test_resume_after_an_upgrade_reads_absent_keys_as_their_defaults(tmp_path):
     with pytest.raises(ValueError, match=r"ppo\.clip: 0\.2 -> 0\.3"):
         create_run_dir(run2, {**today, "ppo": {"lr": 0.1, "clip": 0.3}}, resume=True,
                        defaults=defaults)
+
+
+def test_changed_leaves_names_every_differing_leaf():
+    # b.c changed, e is new, f is gone, g went from a number to a mapping (one leaf), 1 and
+    # 1.0 differ as JSON; equal subtrees (b.d, h) are not named.
+    from prosocial.io.rundir import changed_leaves
+
+    old = {"a": 1, "b": {"c": 1, "d": {"x": 2}}, "f": 0, "g": 1, "h": {"y": [1]}, "i": 1}
+    new = {"a": 1, "b": {"c": 2, "d": {"x": 2}}, "e": 3, "g": {"z": 1}, "h": {"y": [1]},
+           "i": 1.0}
+    assert changed_leaves(old, new) == ["b.c", "e", "f", "g", "i"]
+    assert changed_leaves(old, old) == []

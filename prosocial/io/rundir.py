@@ -270,14 +270,7 @@ def fill_absent(stored: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[
 
 def changed_leaves(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
     """Dotted names of the leaves where two configs differ (compared as JSON text)."""
-    out = []
-    for key in sorted(_changed_keys(old, new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            out += changed_leaves(a, b, f"{prefix}{key}.")
-        else:
-            out.append(prefix + key)
-    return out
+    return [path for path, _, _ in _changes(old, new, sorted(_changed_keys(old, new)), prefix)]
 
 
 def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
@@ -288,16 +281,30 @@ def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
     return {k for k in set(old) | set(new) if text(old, k) != text(new, k)}
 
 
-def _changed_paths(old: Any, new: Any, keys: Iterable[str], prefix: str = "") -> list[str]:
-    """Dotted paths of the leaves that differ under the top-level ``keys``, e.g. ``ppo.lr``."""
+_ABSENT = object()
+
+
+def _changes(old: Mapping[str, Any], new: Mapping[str, Any], keys: Iterable[str],
+             prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted path, old value, new value)`` of the leaves that differ under ``keys``
+    (a key missing on one side gives ``_ABSENT`` there)."""
     out = []
     for key in keys:
-        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
         if isinstance(a, Mapping) and isinstance(b, Mapping):
-            out += _changed_paths(a, b, sorted(_changed_keys(a, b)), f"{prefix}{key}.")
+            out += _changes(a, b, sorted(_changed_keys(a, b)), f"{prefix}{key}.")
         else:
-            out.append(f"{prefix}{key}: {json.dumps(a)} -> {json.dumps(b)}")
+            out.append((prefix + key, a, b))
     return out
+
+
+def _changed_paths(old: Any, new: Any, keys: Iterable[str]) -> list[str]:
+    """``path: old -> new`` of the leaves that differ under the top-level ``keys``, e.g.
+    ``ppo.lr: 0.001 -> 0.0003``."""
+    def text(v):
+        return '"<absent>"' if v is _ABSENT else json.dumps(v)
+
+    return [f"{path}: {text(a)} -> {text(b)}" for path, a, b in _changes(old, new, keys)]
 
 
 def _load_record(run_dir: Path) -> dict[str, Any]:
