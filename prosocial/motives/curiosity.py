@@ -224,11 +224,58 @@ class CuriosityModel:
         out = _dense(params["inverse_1"], jnp.tanh(_dense(params["inverse_0"], x)))
         return jax.nn.relu(out[..., 0])
 
+    def project(self, params, encoded: jax.Array) -> jax.Array:
+        """φ's products with the first layers' φ blocks, ``[P, ..., D]`` → ``[P, ..., 3·hid]``:
+        [φ W₁[φ], φ V₁[φ], φ V₁[φ']] (f's block, g's block for φ and for φ'). The first
+        layers are linear in their concatenated inputs, so a transition needs only these
+        products of its two images (:meth:`transition_outputs`), and each image's φ is
+        multiplied once, by one combined kernel."""
+        d = self.encoded_width
+        wf, wi = params["forward_0"]["kernel"], params["inverse_0"]["kernel"]
+        return jnp.einsum("p...i,pio->p...o", encoded,
+                          jnp.concatenate([wf[:, :d], wi[:, :d], wi[:, d:2 * d]], axis=-1))
+
+    def transition_outputs(self, params, projected: jax.Array, projected_next: jax.Array,
+                           own_first_actions: jax.Array, h: jax.Array,
+                           influence_value: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """:meth:`forward` and :meth:`inverse` of transitions from :meth:`project` of their
+        two images, without building the concatenated inputs (neither g's
+        [2D + N·|A| + H]-wide input nor its gradient is materialised).
+
+        Args:
+          projected, projected_next: ``[P, ..., 3·hid]`` of the images before and after.
+          own_first_actions: int ``[P, ..., N]``; h ``[P, ..., H]``; influence_value
+            ``[P, ...]``: the transition's other inputs.
+
+        Returns: f ``[P, ..., D]`` and ĉ ``[P, ...]``.
+        """
+        d, na, hid = self.encoded_width, self.num_agents * self.num_actions, self.hidden_size
+        f0, i0 = params["forward_0"], params["inverse_0"]
+        wf, wi = f0["kernel"], i0["kernel"]
+        # The action and state blocks of both models in one matmul each: [P, …, 2·hid].
+        onehot = self._actions(own_first_actions)
+        on_rest = (jnp.einsum("p...i,pio->p...o", onehot, jnp.concatenate(
+                       [wf[:, d:d + na], wi[:, 2 * d:2 * d + na]], axis=-1))
+                   + jnp.einsum("p...i,pio->p...o", h, jnp.concatenate(
+                       [wf[:, d + na:d + na + self.lstm_size], wi[:, 2 * d + na:]], axis=-1)))
+        extra = (1,) * (influence_value.ndim - 1)
+        per_row = lambda b: b.reshape(b.shape[:1] + extra + b.shape[1:])  # noqa: E731
+        hidden_f = jnp.tanh(projected[..., :hid] + on_rest[..., :hid]
+                            + influence_value[..., None] * per_row(wf[:, -1])
+                            + per_row(f0["bias"]))
+        hidden_i = jnp.tanh(projected[..., hid:2 * hid] + projected_next[..., 2 * hid:]
+                            + on_rest[..., hid:] + per_row(i0["bias"]))
+        f1, i1 = params["forward_1"], params["inverse_1"]
+        predicted = jax.nn.relu(jnp.einsum("p...h,pho->p...o", hidden_f, f1["kernel"])
+                                + per_row(f1["bias"]))
+        guess = jnp.einsum("p...h,pho->p...o", hidden_i, i1["kernel"]) + per_row(i1["bias"])
+        return predicted, jax.nn.relu(guess[..., 0])
+
     def sequence_outputs(self, params, encoded_seq: jax.Array, own_first_actions: jax.Array,
                          h: jax.Array, influence_value: jax.Array
                          ) -> tuple[jax.Array, jax.Array]:
         """:meth:`forward` and :meth:`inverse` on the transitions of sequences of consecutive
-        observations, without building their concatenated inputs.
+        observations (:meth:`transition_outputs` of every row and the next).
 
         Args:
           encoded_seq: φ ``[P, B, L + 1, D]`` of L + 1 consecutive observations; row t + 1
@@ -238,34 +285,10 @@ class CuriosityModel:
 
         Returns:
           f ``[P, B, L, D]`` (the prediction of rows 1…L's φ) and ĉ ``[P, B, L]``.
-
-        The first layers are linear in their concatenated inputs, so each input block is
-        multiplied by its rows of the kernel: every row's φ meets the three D-row blocks
-        (f's, and g's for φ and for φ') in one matmul, read once, and neither the
-        [2D + N·|A| + H]-wide input of g nor its gradient is materialised.
         """
-        d, na, hid = self.encoded_width, self.num_agents * self.num_actions, self.hidden_size
-        f0, i0 = params["forward_0"], params["inverse_0"]
-        wf, wi = f0["kernel"], i0["kernel"]
-        on_phi = jnp.einsum("pbli,pio->pblo", encoded_seq,
-                            jnp.concatenate([wf[:, :d], wi[:, :d], wi[:, d:2 * d]], axis=-1))
-        # The action and state blocks of both models in one matmul each: [P, ·, 2·hid].
-        onehot = self._actions(own_first_actions)
-        on_rest = (jnp.einsum("pbli,pio->pblo", onehot, jnp.concatenate(
-                       [wf[:, d:d + na], wi[:, 2 * d:2 * d + na]], axis=-1))
-                   + jnp.einsum("pbli,pio->pblo", h, jnp.concatenate(
-                       [wf[:, d + na:d + na + self.lstm_size], wi[:, 2 * d + na:]], axis=-1)))
-        per_row = lambda b: b[:, None, None]  # noqa: E731  [P, O] → [P, 1, 1, O]
-        hidden_f = jnp.tanh(on_phi[..., :-1, :hid] + on_rest[..., :hid]
-                            + influence_value[..., None] * per_row(wf[:, -1])
-                            + per_row(f0["bias"]))
-        hidden_i = jnp.tanh(on_phi[..., :-1, hid:2 * hid] + on_phi[..., 1:, 2 * hid:]
-                            + on_rest[..., hid:] + per_row(i0["bias"]))
-        f1, i1 = params["forward_1"], params["inverse_1"]
-        predicted = jax.nn.relu(jnp.einsum("pblh,pho->pblo", hidden_f, f1["kernel"])
-                                + per_row(f1["bias"]))
-        guess = jnp.einsum("pblh,pho->pblo", hidden_i, i1["kernel"]) + per_row(i1["bias"])
-        return predicted, jax.nn.relu(guess[..., 0])
+        z = self.project(params, encoded_seq)
+        return self.transition_outputs(params, z[:, :, :-1], z[:, :, 1:], own_first_actions,
+                                       h, influence_value)
 
 
     def transition_errors(self, params, rgb: jax.Array, own_first_actions: jax.Array,
@@ -355,7 +378,7 @@ class SocialCuriosity(SocialInfluence):
                              "init_params first")
         p, b = layout.num_params, layout.batch(num_envs)
         zeros = lambda *shape, dtype=jnp.float32: jnp.zeros((p, b) + shape, dtype)  # noqa: E731
-        prev = {"encoded": zeros(self.scm.encoded_width),
+        prev = {"projected": zeros(3 * self.scm.hidden_size),
                 "rgb": zeros(*self.scm.rgb_shape, dtype=jnp.uint8),
                 "actions": zeros(self.num_agents, dtype=jnp.int32),
                 "h": zeros(self.cfg.moa_lstm_size), "influence": zeros()}
@@ -385,19 +408,20 @@ class SocialCuriosity(SocialInfluence):
             new_moa, h = moa.step(mp, moa_carry, gx, st)
             infl = influence(moa.predict(mp, h_cf), logits, own, vis, cfg.influence_divergence)
             guess = jnp.argmax(moa.predict(mp, h), axis=-1)  # [P, E, N-1]
-            # The SCM on the transition of the previous step into this observation.
+            # The SCM on the transition of the previous step into this observation; of the
+            # previous image it needs only φ's products with the first layers (carried).
             encoded = scm.encode(sp, rgb)
-            predicted = scm.forward(sp, prev["encoded"], prev["actions"], prev["h"],
-                                    prev["influence"])
-            guess_c = scm.inverse(sp, prev["encoded"], encoded, prev["actions"], prev["h"])
+            projected = scm.project(sp, encoded)
+            predicted, guess_c = scm.transition_outputs(
+                sp, prev["projected"], projected, prev["actions"], prev["h"], prev["influence"])
             lf = surprise(encoded, predicted)
             li = inverse_error(prev["influence"], guess_c)
-            nxt = {"encoded": encoded, "rgb": rgb, "actions": acts, "h": h_in,
+            nxt = {"projected": projected, "rgb": rgb, "actions": acts, "h": h_in,
                    "influence": jnp.where(jnp.isfinite(infl), infl, 0.0)}
             return (new_moa, nxt), (infl, guess, lf, li, nxt["influence"])
 
-        # Sequence starts keep all but φ, which the loss recomputes from the image.
-        record = lambda c: (c[0], {k: v for k, v in c[1].items() if k != "encoded"})  # noqa: E731
+        # Sequence starts keep all but φ's products, which the loss recomputes from the image.
+        record = lambda c: (c[0], {k: v for k, v in c[1].items() if k != "projected"})  # noqa: E731
         rgb = to_params(rollout.obs["rgb"])
         new_carry, (c, guess, lf, li, c_input), chunk_carries = view.scan(
             body, carry, (rgb, own_first, starts, view.logits, visible), record=record)
