@@ -211,13 +211,8 @@ class ModelOfOtherAgents:
         """
         x = nets.mlp(params, features, prefix=self.prefix)
         onehot = jax.nn.one_hot(own_first_actions, self.num_actions)
-        onehot = onehot.reshape(own_first_actions.shape[:-1] + (-1,))
-        # [x, onehot] W_x as two products: the gradient then flows back through x's rows of
-        # W_x only (the one-hot block has no input gradient to compute).
-        kernel, d = params["lstm"]["input_kernel"], x.shape[-1]
-        return (jnp.einsum("pmi,pio->pmo", x, kernel[:, :d])
-                + jnp.einsum("pmi,pio->pmo", onehot, kernel[:, d:])
-                + params["lstm"]["bias"][:, None, :])
+        x = jnp.concatenate([x, onehot.reshape(own_first_actions.shape[:-1] + (-1,))], axis=-1)
+        return nets.lstm_input(params, x)
 
     def own_action_rows(self, params: Params) -> jax.Array:
         """``[P, A, 4H]``: W_x's rows of the own-action one-hot slot (the first N·|A| block
