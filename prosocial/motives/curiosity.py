@@ -290,9 +290,8 @@ class CuriosityModel:
         return self.transition_outputs(params, z[:, :, :-1], z[:, :, 1:], own_first_actions,
                                        h, influence_value)
 
-
     def transition_errors(self, params, rgb: jax.Array, own_first_actions: jax.Array,
-                          h: jax.Array, influence_value: jax.Array, remat: bool = False
+                          h: jax.Array, influence_value: jax.Array
                           ) -> tuple[jax.Array, jax.Array]:
         """L_F and L_I of the transitions of sequences of consecutive images, ``[P, B, L]``.
 
@@ -300,10 +299,10 @@ class CuriosityModel:
           rgb: uint8 ``[P, B, L + 1, H, W, C]``; row t + 1 is the image after row t.
           own_first_actions: int ``[P, B, L, N]``, h ``[P, B, L, H]``, influence_value
             ``[P, B, L]``: the other inputs of the transition out of each of the first L rows.
-          remat: recompute each chunk's forward pass in the backward pass (for a loss).
 
         Each image is encoded once; large batches go through in chunks of sequences
-        (``_chunk_rows``), the same values up to float rounding.
+        (``_chunk_rows``) whose forward pass is recomputed in the backward pass, the same
+        values up to float rounding.
         """
         p, b, length = influence_value.shape
 
@@ -321,7 +320,7 @@ class CuriosityModel:
         if chunk >= b:
             out = rows(tuple(jnp.moveaxis(v, 1, 0) for v in inputs))
         else:
-            out = jax.lax.map(jax.checkpoint(rows) if remat else rows, tuple(
+            out = jax.lax.map(jax.checkpoint(rows), tuple(
                 jnp.moveaxis(v, 1, 0).reshape((b // chunk, chunk) + v.shape[:1] + v.shape[2:])
                 for v in inputs))
             out = out.reshape((b,) + out.shape[2:])
@@ -481,7 +480,7 @@ class SocialCuriosity(SocialInfluence):
         rgb = jnp.concatenate([prev["rgb"][:, :, None], mb["rgb"]], axis=2)
         lf, li = scm.transition_errors(sp, rgb, previous(prev["actions"], own_first),
                                        previous(prev["h"], h_in),
-                                       previous(prev["influence"], mb["influence"]), remat=True)
+                                       previous(prev["influence"], mb["influence"]))
         return moa_loss, lf, li
 
     def loss(self, params, mb, view):
