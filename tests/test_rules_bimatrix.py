@@ -21,10 +21,8 @@ from prosocial.envs.bimatrix import (
     ConstrainedBimatrix,
     planner_reward_paper,
     planner_reward_srai,
-    random_bits32,
     risk_robust,
     srai_bimatrix_payoffs,
-    threefry2x32,
 )
 from prosocial.envs.core import AutoReset
 from prosocial.envs.nmatrix import NMatrix, NMatrixState, srai_nmatrix_payoffs
@@ -254,36 +252,12 @@ def test_start_cell_uniform_and_officers_zero_6_1():
 
 
 # ---------------------------------------------------------------------- §0.6 keys and draws
-@pytest.mark.parametrize(("key", "count", "expected"), [
-    # The known-answer vectors of Random123's threefry2x32_20 (kat_vectors).
-    ((0, 0), (0, 0), (0x6B200159, 0x99BA4EFE)),
-    ((0xFFFFFFFF, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF), (0x1CB996FC, 0xBB002BE7)),
-    ((0x13198A2E, 0x03707344), (0x243F6A88, 0x85A308D3), (0xC4923A9C, 0x483DF7A0)),
-])
-def test_threefry2x32_known_answers(key, count, expected):
-    out = threefry2x32(*(jnp.uint32(x) for x in (*key, *count)))
-    assert [int(x) for x in out] == list(expected)
-
-
-@pytest.mark.parametrize("partitionable", [True, False])
-def test_start_draw_is_exactly_jax_random_bits(partitionable):
-    """The written-out hash gives jax.random.bits(key, (), uint32) bit for bit: raw and typed
-    threefry keys, jitted and eager, both counter layouts; other key kinds fall back."""
-    def reference(k):
-        return jax.random.bits(k, (), jnp.uint32)
-
-    with jax.threefry_partitionable(partitionable):
-        for keys in (jax.random.split(jax.random.PRNGKey(3), 500),
-                     jax.random.split(jax.random.key(5), 500),
-                     jnp.array([[0, 0], [0, 1], [0xFFFFFFFF, 7]], jnp.uint32)):
-            expected = np.asarray(jax.vmap(reference)(keys))
-            assert np.array_equal(np.asarray(jax.jit(jax.vmap(random_bits32))(keys)), expected)
-            assert int(random_bits32(keys[1])) == int(expected[1])
-    rbg = jax.random.key(1, impl="rbg")
-    assert int(random_bits32(rbg)) == int(reference(rbg))
-    # The start cells are that draw modulo W² (bimatrix) and its base-W digits (N-matrix).
+def test_start_cell_is_one_bits_draw():
+    """The start cell is one jax.random.bits(key, (), uint32) draw: modulo W² (bimatrix), its
+    base-W digits (N-matrix)."""
     key = jax.random.PRNGKey(11)
-    bits = int(reference(key))
+    bits = int(jax.random.bits(key, (), jnp.uint32))
+    # The start cells are that draw modulo W² (bimatrix) and its base-W digits (N-matrix).
     assert np.asarray(ENV.reset_state(key).cell).tolist() == [bits % 16 // 4, bits % 4]
     index = bits % 7**4
     digits = [index // 343 % 7, index // 49 % 7, index // 7 % 7, index % 7]

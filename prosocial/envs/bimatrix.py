@@ -31,7 +31,7 @@ sees that one-hot followed by the one-hot of a (W² + A_max + 1 floats). Episode
 
 Randomness (§0.6): the start cell comes from one ``jax.random.bits`` draw reduced modulo the
 number of cells (exact for W = 4, bias below 10⁻⁶ otherwise), the cheapest keyed draw
-(computed by :func:`random_bits32`, the same bits in one fused kernel); no other randomness
+(:func:`random_bits32`); no other randomness
 is drawn unless DR or the action perturbation is switched on, and then only does the step
 read its key (``stochastic_step``), so AutoReset does not split one otherwise.
 """
@@ -97,35 +97,10 @@ def risk_robust(x, eta: float, ref_concav_log: bool = False):
     return jnp.where(x <= -0.9999, -10.0, y).astype(jnp.float32)
 
 
-THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))  # Threefry-2x32, rounds 1-4 and 5-8
-
-
-def threefry2x32(key1, key2, count1, count2):
-    """The Threefry-2x32 block cipher (20 rounds, Salmon et al. 2011) on uint32 arrays: the
-    hash behind ``jax.random``'s default keys, with its rounds written out. JAX lowers it
-    on CPU as a loop of 5 iterations (short compiles), several kernels per draw under
-    ``vmap``; written out, XLA fuses the whole hash into one elementwise kernel."""
-    keys = (key1, key2, key1 ^ key2 ^ jnp.uint32(0x1BD11BDA))
-    x1, x2 = count1 + keys[0], count2 + keys[1]
-    for i in range(5):  # 5 groups of 4 rounds, a key injection after each
-        for rotation in THREEFRY_ROTATIONS[i % 2]:
-            x1 = x1 + x2
-            x2 = ((x2 << jnp.uint32(rotation)) | (x2 >> jnp.uint32(32 - rotation))) ^ x1
-        x1 = x1 + keys[(i + 1) % 3]
-        x2 = x2 + keys[(i + 2) % 3] + jnp.uint32(i + 1)
-    return x1, x2
-
-
 def random_bits32(key: jax.Array) -> jax.Array:
-    """uint32: exactly ``jax.random.bits(key, (), jnp.uint32)``, computed with
-    :func:`threefry2x32` for threefry keys (raw ``uint32[2]`` or typed) in either mode of
-    ``jax_threefry_partitionable``; other key implementations use ``jax.random.bits``."""
-    if str(jax.random.key_impl(key)) != "threefry2x32":
-        return jax.random.bits(key, (), jnp.uint32)
-    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-    zero = jnp.uint32(0)
-    bits1, bits2 = threefry2x32(data[0], data[1], zero, zero)  # counter 0, as JAX's draw
-    return bits1 ^ bits2 if jax.config.jax_threefry_partitionable else bits1
+    """uint32: ``jax.random.bits(key, (), jnp.uint32)``, the cheapest keyed draw (one
+    Threefry hash: one kernel on CPU, ``prosocial.prng``)."""
+    return jax.random.bits(key, (), jnp.uint32)
 
 
 def uniform_index(key: jax.Array, n: int) -> jax.Array:

@@ -27,6 +27,7 @@ from prosocial.envs.bimatrix import (
     agent_noise,
     parse_srai_seed,
     risk_robust,
+    uniform_index,
 )
 from prosocial.envs.spaces import Box, Dict, Discrete
 
@@ -124,11 +125,7 @@ class NMatrix(MatrixGame):
         """Uniformly random coordinates; fresh per-episode DR offsets (§6.7)."""
         n = self.num_players
         key_pos, key_noise = jax.random.split(key) if self._noise_per_episode else (key, None)
-        # The draw of uniform_index, by jax.random.bits itself: XLA would fuse the written-out
-        # hash (random_bits32) into the kernel of the n + 1 coordinates and compute it once
-        # per coordinate, where JAX's own loop leaves one value per environment.
-        cells = self.width ** (n + 1)
-        index = (jax.random.bits(key_pos, (), jnp.uint32) % jnp.uint32(cells)).astype(jnp.int32)
+        index = uniform_index(key_pos, self.width ** (n + 1))
         # One digit per axis, each divided by a Python constant: XLA turns division by a
         # constant into a multiplication, a division by an array into a hardware divide.
         pos = jnp.stack([(index // int(stride)) % self.width for stride in self._strides])
