@@ -27,9 +27,10 @@ usage: prosocial COMMAND [options]      (prosocial COMMAND --help for all its op
         deviations by PPO (default), PPO stopped at mean KL rho, or TRPO of radius rho
   prosocial figure ermas-fig3|ermas-fig4|ermas-fig5 --out DIR [--seeds S] [--episodes K]
         [--episode-steps T] [--test-episodes K] [--deviation ppo|trpo] [--rho R]
+        [--ray local|ADDRESS]
         reproduce a paper figure: its runs (resumable), table with 95% CIs, plot, and the
         paper's claim beside the measured outcome; --deviation/--rho as for ermas, on the
-        figure's ERMAS runs
+        figure's ERMAS runs; --ray trains the runs side by side as Ray tasks
   prosocial demo [--out DIR]
         random agents: GIFs of Harvest and Cleanup and the env speed (default: runs/demo)
   prosocial bench envs [--env ID] [--num-envs N ...]

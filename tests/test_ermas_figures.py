@@ -86,8 +86,8 @@ def test_deviation_header():
 def test_figure_cli_passes_deviation(tmp_path, monkeypatch, capsys):
     seen = {}
 
-    def fake(out, scale, progress):
-        seen.update(out=out, scale=scale)
+    def fake(out, scale, progress, ray_address):
+        seen.update(out=out, scale=scale, ray=ray_address)
         return "claims"
 
     monkeypatch.setitem(F.FIGURES, "ermas-fig4", fake)
@@ -99,6 +99,9 @@ def test_figure_cli_passes_deviation(tmp_path, monkeypatch, capsys):
     F.figure_main(["ermas-fig4", "--out", str(tmp_path), "--no-progress"])
     assert seen["scale"].deviation is None and seen["scale"].rho is None
     assert capsys.readouterr().out.splitlines()[0] == "ERMAS deviations: ppo, ρ none"
+    assert seen["ray"] is None
+    F.figure_main(["ermas-fig4", "--out", str(tmp_path), "--ray", "local", "--no-progress"])
+    assert seen["ray"] == "local"
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -163,6 +166,22 @@ def test_fig3_tiny_end_to_end(tmp_path):
     text = F.fig3(tmp_path, scale, progress=False, epsilons=(-10.0, 20.0))
     assert "paper: R-17" in text and "measured:" in text
     assert (tmp_path / "ermas_fig3.png").is_file() and (tmp_path / "ermas_fig3.csv").is_file()
+
+
+@pytest.mark.slow
+def test_fig3_as_ray_tasks_gives_the_same_table(tmp_path, capsys):
+    """--ray local trains the runs as Ray tasks: the same runs, bit for bit, as training
+    them one after another here, and a second call reuses them all."""
+    pytest.importorskip("ray")
+    scale = F.Scale(seeds=2, episodes=2, episode_steps=40, eval_episodes=2)
+    F.fig3(tmp_path / "here", scale, progress=False, epsilons=(5.0,))
+    F.fig3(tmp_path / "ray", scale, progress=False, epsilons=(5.0,), ray_address="local")
+    out = capsys.readouterr().out
+    assert "(Ray task)" in out and "ermas_eps5: finished" in out
+    here, ray = (tmp_path / d / "ermas_fig3.csv" for d in ("here", "ray"))
+    assert ray.read_text() == here.read_text()
+    F.fig3(tmp_path / "ray", scale, progress=False, epsilons=(5.0,), ray_address="local")
+    assert capsys.readouterr().out.count("finished run reused") == 2  # marl, ermas_eps5
 
 
 @pytest.mark.slow

@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from prosocial.experiments.jobs import add_ray_argument, run_jobs
+
 # The papers' headline numbers for presets (specs.md §11): (value, source).
 PAPER_RESULTS: dict[str, tuple[float, str]] = {
     "emurel/cleanup/baseline": (484.4, "[EMUREL] Table 1, R-01, 5e8 steps"),
@@ -337,27 +339,13 @@ def plot(entries: Sequence[Entry], summaries: Sequence[Summary], path: Path) -> 
     return path
 
 
-def _train_remote(entry: Entry, progress: bool) -> str:
-    return train_entry(entry, progress=progress)
-
-
 def train_all(entries: Sequence[Entry], ray_address: str | None, progress: bool) -> None:
     """Train every entry: in this process one after the other, or as Ray tasks."""
-    if ray_address is None:
-        for entry in entries:
-            print(f"== {entry.name} -> {entry.run_dir}")
-            print(f"   {entry.name}: {train_entry(entry, progress)}")
-        return
-    import ray
-
-    ray.init(address=None if ray_address == "local" else ray_address,
-             ignore_reinit_error=True, log_to_driver=True)
-    task = ray.remote(num_cpus=1)(_train_remote)
-    pending = {task.remote(entry, False): entry for entry in entries}
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        entry = pending.pop(done[0])
-        print(f"   {entry.name}: {ray.get(done[0])}")
+    by_name = {entry.name: entry for entry in entries}
+    run_jobs(train_entry, {e.name: (e, progress and ray_address is None) for e in entries},
+             ray_address,
+             before=lambda name: print(f"== {name} -> {by_name[name].run_dir}"),
+             after=lambda name, done: print(f"   {name}: {done}"))
 
 
 def compare_main(argv: list[str]) -> None:
@@ -371,8 +359,7 @@ def compare_main(argv: list[str]) -> None:
     parser.add_argument("--window-steps", type=int, default=None,
                         help="env steps at the end of training averaged per seed "
                              "(default: the last 10%% of the budget)")
-    parser.add_argument("--ray", default=None, metavar="local|ADDRESS",
-                        help="run the presets as Ray tasks (default: in this process)")
+    add_ray_argument(parser, "the presets")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--also", nargs="+", default=(), metavar="METRIC",
                         help="more logged metrics to tabulate the same way (e.g. "

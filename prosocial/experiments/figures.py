@@ -12,6 +12,9 @@ episode return, so the ε values are scaled by episode-steps / 5000 at shorter e
 (printed). Final values are means over the last outer iterations covering 12 episodes
 (the paper's "final 12 episodes"), at least one iteration.
 
+Parallel runs. ``--ray local`` trains the figure's runs side by side as Ray tasks of one
+CPU each (``--ray ADDRESS``: on a cluster whose workers see ``--out``).
+
 Deviations. ``--deviation ppo|trpo`` and ``--rho R`` set how the ERMAS runs of a figure
 search each agent's deviation (``ErmasConfig.deviation``/``rho``, §9.9.3): ``trpo`` takes
 the paper's TRPO steps of radius R/n_inner (needs ``--rho``), ``--rho`` with ``ppo`` stops
@@ -41,7 +44,9 @@ from pathlib import Path
 import numpy as np
 
 from prosocial.ermas.loop import ErmasRunConfig, replace_ermas
+from prosocial.ermas.train import from_dict, train_ermas
 from prosocial.experiments.compare import bootstrap_ci
+from prosocial.experiments.jobs import add_ray_argument, run_jobs
 from prosocial.experiments.presets import ermas as P
 
 PAPER_STEPS = P.EPISODE_STEPS
@@ -105,15 +110,17 @@ def window(cfg: ErmasRunConfig, episodes: int = 12) -> int:
     return max(1, math.ceil(episodes * cfg.env_options.get("max_steps", PAPER_STEPS) / steps))
 
 
-def train_all(configs: dict[str, ErmasRunConfig], out: Path, progress: bool) -> dict[str, Path]:
-    """Train, resume or reuse one run per configuration under ``out/runs/<name>``."""
-    from prosocial.ermas.train import from_dict, train_ermas
+def train_all(configs: dict[str, ErmasRunConfig], out: Path, progress: bool,
+              ray_address: str | None = None) -> dict[str, Path]:
+    """Train, resume or reuse one run per configuration under ``out/runs/<name>``: in this
+    process one after another, or side by side as Ray tasks (``ray_address``,
+    ``prosocial.experiments.jobs``)."""
     from prosocial.io import Checkpointer
     from prosocial.io.rundir import load_run_config
 
-    dirs = {}
+    dirs, jobs = {}, {}
     for name, cfg in configs.items():
-        run_dir = out / "runs" / name.replace("/", "_")
+        run_dir = (out / "runs" / name.replace("/", "_")).resolve()
         resume = (run_dir / "config.json").is_file()
         if resume:
             with Checkpointer(run_dir, read_only=True) as ckpt:
@@ -123,9 +130,12 @@ def train_all(configs: dict[str, ErmasRunConfig], out: Path, progress: bool) -> 
                 dirs[name] = run_dir
                 continue
         print(f"{name}: {'resuming' if resume else 'training'} {cfg.outer_iterations} outer "
-              f"iterations × {cfg.num_seeds} seeds in {run_dir}")
-        dirs[name] = train_ermas(cfg, run_dir, resume=resume, progress=progress)
-    return dirs
+              f"iterations × {cfg.num_seeds} seeds in {run_dir}"
+              + (" (Ray task)" if ray_address else ""))
+        jobs[name] = (cfg, run_dir, resume, progress and ray_address is None)
+    done = run_jobs(train_ermas, jobs, ray_address,
+                    after=(lambda name, _: print(f"{name}: finished")) if ray_address else None)
+    return {name: dirs[name] if name in dirs else Path(done[name]) for name in configs}
 
 
 def final(run_dir: Path, column: str, last: int) -> np.ndarray:
@@ -199,9 +209,10 @@ def fig3_configs(scale: Scale, epsilons=FIG3_EPS) -> dict[str, ErmasRunConfig]:
     return configs
 
 
-def fig3(out: Path, scale: Scale, progress: bool = True, epsilons=FIG3_EPS) -> str:
+def fig3(out: Path, scale: Scale, progress: bool = True, epsilons=FIG3_EPS,
+         ray_address: str | None = None) -> str:
     configs = fig3_configs(scale, epsilons)
-    dirs = train_all(configs, out, progress)
+    dirs = train_all(configs, out, progress, ray_address)
     rows = []
     for name, cfg in configs.items():
         last = window(cfg)
@@ -321,9 +332,10 @@ def fig4_plot(rows: list[dict], path: Path):
     return fig
 
 
-def fig4(out: Path, scale: Scale, progress: bool = True) -> str:
+def fig4(out: Path, scale: Scale, progress: bool = True,
+         ray_address: str | None = None) -> str:
     configs = fig4_configs(scale)
-    dirs = train_all(configs, out, progress)
+    dirs = train_all(configs, out, progress, ray_address)
     rows = []
     for name, cfg in configs.items():
         last = window(cfg)
@@ -372,11 +384,12 @@ def fig5_configs(scale: Scale) -> dict[str, ErmasRunConfig]:
             for m in FIG5_METHODS}
 
 
-def fig5(out: Path, scale: Scale, progress: bool = True, q_values=Q_TEST) -> str:
+def fig5(out: Path, scale: Scale, progress: bool = True, q_values=Q_TEST,
+         ray_address: str | None = None) -> str:
     from prosocial.ermas.evaluation import evaluate_planner, load_run
 
     configs = fig5_configs(scale)
-    dirs = train_all(configs, out, progress)
+    dirs = train_all(configs, out, progress, ray_address)
     test_iters = P.outer_iterations(scale.test_episodes, scale.episode_steps, 1,
                                     P.BATCH)
     results_path = out / "ermas_fig5_eval.json"
@@ -459,6 +472,7 @@ def figure_main(argv: list[str]) -> None:
                         help="trust-region radius ρ (mean KL, nats) of the ERMAS runs' "
                              "deviations: the TRPO radius, or with ppo the KL at which a "
                              "deviation stops (default: the presets', none)")
+    add_ray_argument(parser, "the figure's runs")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     for name in ("seeds", "episodes", "episode_steps", "test_episodes", "eval_episodes"):
@@ -477,7 +491,8 @@ def figure_main(argv: list[str]) -> None:
     if scale.episode_steps != PAPER_STEPS:
         print(f"episodes of {scale.episode_steps} steps: ε values scaled by "
               f"{scale.episode_steps / PAPER_STEPS:g}")
-    print(FIGURES[args.figure](args.out, scale, progress=not args.no_progress))
+    print(FIGURES[args.figure](args.out, scale, progress=not args.no_progress,
+                               ray_address=args.ray))
 
 
 __all__ = ["FIGURES", "FIGURE_CONFIGS", "Scale", "deviation_header", "fig3", "fig3_configs",
