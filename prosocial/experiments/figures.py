@@ -112,30 +112,30 @@ def window(cfg: ErmasRunConfig, episodes: int = 12) -> int:
 
 def train_all(configs: dict[str, ErmasRunConfig], out: Path, progress: bool,
               ray_address: str | None = None) -> dict[str, Path]:
-    """Train, resume or reuse one run per configuration under ``out/runs/<name>``: in this
-    process one after another, or side by side as Ray tasks (``ray_address``,
-    ``prosocial.experiments.jobs``)."""
+    """Train, resume or reuse one run per configuration under ``out/runs/<name>``, here one
+    after another or side by side as Ray tasks (``ray_address``, ``experiments.jobs``)."""
     from prosocial.io import Checkpointer
     from prosocial.io.rundir import load_run_config
 
-    dirs, jobs = {}, {}
+    dirs, jobs, starts = {}, {}, {}
     for name, cfg in configs.items():
         run_dir = (out / "runs" / name.replace("/", "_")).resolve()
         resume = (run_dir / "config.json").is_file()
         if resume:
             with Checkpointer(run_dir, read_only=True) as ckpt:
-                done = ckpt.latest_step() or 0
-            if done >= cfg.outer_iterations and from_dict(load_run_config(run_dir)) == cfg:
+                steps = ckpt.latest_step() or 0
+            if steps >= cfg.outer_iterations and from_dict(load_run_config(run_dir)) == cfg:
                 print(f"{name}: finished run reused ({run_dir})")
                 dirs[name] = run_dir
                 continue
-        print(f"{name}: {'resuming' if resume else 'training'} {cfg.outer_iterations} outer "
-              f"iterations × {cfg.num_seeds} seeds in {run_dir}"
-              + (" (Ray task)" if ray_address else ""))
+        starts[name] = (f"{name}: {'resuming' if resume else 'training'} "
+                        f"{cfg.outer_iterations} outer iterations × {cfg.num_seeds} seeds in "
+                        f"{run_dir}" + (" (Ray task)" if ray_address else ""))
         jobs[name] = (cfg, run_dir, resume, progress and ray_address is None)
-    done = run_jobs(train_ermas, jobs, ray_address,
-                    after=(lambda name, _: print(f"{name}: finished")) if ray_address else None)
-    return {name: dirs[name] if name in dirs else Path(done[name]) for name in configs}
+    done = run_jobs(train_ermas, jobs, ray_address, before=lambda name: print(starts[name]),
+                    after=lambda name, _: print(f"{name}: finished"))
+    dirs.update({name: Path(path) for name, path in done.items()})
+    return {name: dirs[name] for name in configs}
 
 
 def final(run_dir: Path, column: str, last: int) -> np.ndarray:

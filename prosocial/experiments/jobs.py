@@ -26,12 +26,12 @@ def run_jobs(fn: Callable[..., Any], jobs: dict[str, tuple], ray_address: str | 
              after: Callable[[str, Any], None] | None = None) -> dict[str, Any]:
     """``{name: fn(*args)}`` for ``jobs = {name: args}``.
 
-    Without ``ray_address`` the jobs run in order in this process (``before(name)`` is
-    called as each starts); with it, as Ray tasks (``"local"`` starts or joins a Ray on this
-    machine, anything else is a cluster address), all submitted at once. ``after(name,
-    result)`` is called as each finishes. ``fn`` must be a module-level function so that Ray
-    can ship it. A failed job raises here (Ray: once it is collected, after the jobs that
-    finished before it).
+    Without ``ray_address`` the jobs run in order in this process; with it, as Ray tasks
+    (``"local"`` starts or joins a Ray on this machine, anything else is a cluster address),
+    all submitted at once. ``before(name)`` is called as each starts (Ray: as it is
+    submitted), ``after(name, result)`` as each finishes. ``fn`` must be a module-level
+    function so that Ray can ship it. A failed job raises here (Ray: once it is collected,
+    after the jobs that finished before it).
     """
     results: dict[str, Any] = {}
     if ray_address is None:
@@ -49,7 +49,11 @@ def run_jobs(fn: Callable[..., Any], jobs: dict[str, tuple], ray_address: str | 
     ray.init(address=None if ray_address == "local" else ray_address,
              ignore_reinit_error=True, log_to_driver=True)
     task = ray.remote(num_cpus=1)(fn)
-    pending = {task.remote(*args): name for name, args in jobs.items()}
+    pending = {}
+    for name, args in jobs.items():
+        if before is not None:
+            before(name)
+        pending[task.remote(*args)] = name
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         name = pending.pop(done[0])
