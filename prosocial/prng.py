@@ -29,6 +29,7 @@ out): ipd at 4096 envs 27.1 M → 37.1 M, coins at 512 1.57 M → 2.82 M, forage
 from __future__ import annotations
 
 import os
+import warnings
 
 import jax.numpy as jnp
 
@@ -69,17 +70,22 @@ def _kept_hash(key1, key2, count1, count2):
 def install() -> bool:
     """Make :func:`threefry2x32` (with its outputs kept, :func:`_kept_hash`) the CPU
     lowering of JAX's ``threefry2x32`` primitive, once. Returns whether it is installed:
-    False when ``PROSOCIAL_ROLLED_THREEFRY=1`` asks for JAX's loop."""
+    False when ``PROSOCIAL_ROLLED_THREEFRY=1`` asks for JAX's loop, or (with a warning) when
+    this JAX lacks the hooks it uses."""
     global _installed
     if _installed:
         return True
     if os.environ.get(ROLLED_ENV, "").strip() not in ("", "0"):
         return False
-    from jax.extend.random import threefry2x32_p
-    from jax.interpreters import mlir
+    try:
+        from jax.extend.random import threefry2x32_p
+        from jax.interpreters import mlir
 
-    mlir.register_lowering(threefry2x32_p, mlir.lower_fun(_kept_hash, multiple_results=True),
-                           platform="cpu")
+        rule = mlir.lower_fun(_kept_hash, multiple_results=True)
+        mlir.register_lowering(threefry2x32_p, rule, platform="cpu")
+    except (ImportError, AttributeError) as err:  # a JAX without these hooks: its own loop
+        warnings.warn(f"prosocial.prng: JAX's Threefry lowering kept ({err})", stacklevel=2)
+        return False
     _installed = True
     return True
 

@@ -123,3 +123,15 @@ def test_install_is_idempotent_and_respects_the_switch(monkeypatch):
     monkeypatch.setattr(prng, "_installed", False)
     monkeypatch.setenv(prng.ROLLED_ENV, "1")
     assert prng.install() is False
+
+
+def test_a_jax_without_the_hooks_keeps_its_loop(monkeypatch):
+    """If a JAX version lacks the primitive or the lowering hooks, importing prosocial still
+    works: install() warns and leaves JAX's own lowering."""
+    import jax.interpreters.mlir as mlir
+
+    monkeypatch.setattr(prng, "_installed", False)
+    monkeypatch.delenv(prng.ROLLED_ENV, raising=False)
+    monkeypatch.delattr(mlir, "lower_fun")
+    with pytest.warns(UserWarning, match="Threefry lowering kept"):
+        assert prng.install() is False
