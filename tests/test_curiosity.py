@@ -344,10 +344,10 @@ def test_training_loss_recomputes_the_rollouts_transitions(rec):
 
 
 def test_chunked_training_losses_equal_the_whole_batch(rec, monkeypatch):
-    """With chunks of 2 of the 4 sequences (_CHUNK_IMAGES = 10, sequences of L + 1 = 5
-    images, _WHOLE_IMAGES = 0 so that even this small batch is chunked), L_F, L_I and the
+    """With chunks of 2 of the 4 sequences (CHUNK_IMAGES = 10, sequences of L + 1 = 5
+    images, WHOLE_IMAGES = 0 so that even this small batch is chunked), L_F, L_I and the
     gradient of the loss are those of the whole batch at once."""
-    from prosocial.motives import curiosity
+    from prosocial.motives import chunking
 
     params = rec.ps.motive_params
     mb, view = sequences(rec, rec.rollouts[1])
@@ -361,9 +361,9 @@ def test_chunked_training_losses_equal_the_whole_batch(rec, monkeypatch):
         return lf, li, jax.jit(jax.grad(total))(params)
 
     whole = run()
-    monkeypatch.setattr(curiosity, "_CHUNK_IMAGES", 10)
-    monkeypatch.setattr(curiosity, "_WHOLE_IMAGES", 0)
-    assert curiosity._chunk_rows(4, L) == 2
+    monkeypatch.setattr(chunking, "CHUNK_IMAGES", 10)
+    monkeypatch.setattr(chunking, "WHOLE_IMAGES", 0)
+    assert chunking.chunk_rows(4, L) == 2
     chunked = run()
     for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(chunked), strict=True):
         assert_close(b, a, tol=1e-6)
@@ -371,10 +371,10 @@ def test_chunked_training_losses_equal_the_whole_batch(rec, monkeypatch):
 
 
 def test_chunk_rows():
-    """Sequences per chunk: the whole batch up to _WHOLE_IMAGES = 8192 images; above, the
-    largest divisor of B within _CHUNK_IMAGES = 2048 images, unless that is under a quarter
+    """Sequences per chunk: the whole batch up to WHOLE_IMAGES = 8192 images; above, the
+    largest divisor of B within CHUNK_IMAGES = 2048 images, unless that is under a quarter
     of the target (then the whole batch)."""
-    from prosocial.motives.curiosity import _chunk_rows
+    from prosocial.motives.chunking import chunk_rows as _chunk_rows
 
     assert _chunk_rows(224, 20) == 224    # 224 · 21 = 4704 images ≤ 8192: whole (PPO)
     assert _chunk_rows(390, 20) == 390    # 8190 images: whole

@@ -314,32 +314,52 @@ def test_intrinsic_with_two_agents_is_smoothed_ia():
 # --- the losses (eqs. 8, 10; B-01, B-16) -------------------------------------------------------
 
 
-def test_losses_on_the_rollouts_transitions_and_where_their_gradients_go(run):
-    """The loss on one T-step sequence per env: L_F and L_I by hand over the transitions
-    τ → τ + 1 inside an episode (not steps 5 and 7), their weighting, and the gradients: the
-    MOA loss reaches the MOA and the policy's conv; the ICM losses reach φ, f and g but not
-    the MOA (u is under a stop-gradient); ``ref_aux_losses_detached`` passes none (B-01)."""
-    own_first, rgb, u, icm, _ = hand_moa_state_and_impacts(run)
-    mp, pp = run.ps.motive_params, run.ps.params
+def loss_and_grads(run, cfg):
+    """The EMuReL loss, its terms and its gradients (motive, policy parameters) on one T-step
+    sequence per env of the fixture's rollout."""
     extras = run.out[3]
     seq = lambda x: jnp.moveaxis(x, 0, 2)  # noqa: E731  [T, P, E, ...] → [P, E, T, ...]
     mb = {k: seq(extras[k]) for k in ("own_first_actions", "next_others", "next_visible", "rgb",
                                       "next_rgb", "has_next")}
     mb["initial_carry"] = jax.tree.map(lambda x: x[0], extras["initial_carry"])
     starts = seq(jax.vmap(run.lay.per_param)(run.rollout.start))
-    flat_rgb = mb["rgb"].reshape((N, E * T) + rgb.shape[-3:])
+    flat_rgb = mb["rgb"].reshape((N, E * T) + mb["rgb"].shape[-3:])
 
-    def loss(cfg, mp, pp):
+    def loss(mp, pp):
         motive = EMuReL(cfg)
         motive.check(run.runner.env, ("apples_eaten",))
         view = PolicyView(features=nets.conv_features(NET, pp, {"rgb": flat_rgb}),
                           starts=starts, mask=jnp.ones((N, E, T), bool))
         return motive.loss(mp, mb, view)
 
-    def grads(cfg):
-        return jax.jit(jax.value_and_grad(partial(loss, cfg), argnums=(0, 1), has_aux=True))(
-            mp, pp)
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(
+        run.ps.motive_params, run.ps.params)
 
+
+def test_chunked_losses_equal_the_whole_batch(run, monkeypatch):
+    """In chunks of one of the E = 2 sequences (CHUNK_IMAGES = T + 1 = 9 images,
+    WHOLE_IMAGES = 0 so that even this small batch is chunked), the loss, its terms and its
+    gradients are those of the whole batch at once."""
+    from prosocial.motives import chunking
+
+    whole = loss_and_grads(run, CFG)
+    monkeypatch.setattr(chunking, "CHUNK_IMAGES", T + 1)
+    monkeypatch.setattr(chunking, "WHOLE_IMAGES", 0)
+    assert chunking.chunk_rows(E, T) == 1
+    chunked = loss_and_grads(run, CFG)
+    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(chunked), strict=True):
+        assert_close(b, a, tol=1e-6)
+    assert float(np.abs(np.asarray(whole[1][0]["icm"]["phi"]["kernel"])).max()) > 0.0
+
+
+def test_losses_on_the_rollouts_transitions_and_where_their_gradients_go(run):
+    """The loss on one T-step sequence per env: L_F and L_I by hand over the transitions
+    τ → τ + 1 inside an episode (not steps 5 and 7), their weighting, and the gradients: the
+    MOA loss reaches the MOA and the policy's conv; the ICM losses reach φ, f and g but not
+    the MOA (u is under a stop-gradient); ``ref_aux_losses_detached`` passes none (B-01)."""
+    own_first, rgb, u, icm, _ = hand_moa_state_and_impacts(run)
+    mp = run.ps.motive_params
+    grads = partial(loss_and_grads, run)
     (total, terms), (g_model, g_policy) = grads(CFG)
     # by hand: valid transitions are steps 0–4 and 6 of each env
     valid = [0, 1, 2, 3, 4, 6]

@@ -59,6 +59,7 @@ import jax
 import jax.numpy as jnp
 
 from prosocial import nets
+from prosocial.motives.chunking import over_sequences
 from prosocial.motives.influence import (
     SocialInfluence,
     guard_influence,
@@ -69,32 +70,6 @@ from prosocial.motives.moa import cross_entropy_loss, next_action_targets, predi
 
 # The encoder's convolution runs as the policy's default does (direct on CPU, XLA elsewhere).
 _CONV = nets.NetConfig()
-
-
-_CHUNK_IMAGES = 2048
-"""About how many images per parameter set the SCM encodes at once when a batch is large. Its
-losses are computed over the sequences in chunks of this size (a lax.map, whose body the
-training loss rematerialises in the backward pass): each chunk's φ, f's 1014-wide output and
-their gradients stay small enough for the caches, where the whole batch at once (A2C's
-128 × 129 images per parameter set) is bound by memory traffic. The same losses up to float
-rounding."""
-
-_WHOLE_IMAGES = 8192
-"""Batches of at most this many images per parameter set are not chunked: PPO's minibatches
-(about 4 700 images per set at 128 envs × 128 steps and 4 minibatches) ran faster whole,
-without the recomputed forward pass, in ``benchmarks/train_sps.py``."""
-
-
-def _chunk_rows(b: int, length: int) -> int:
-    """Sequences per chunk for b sequences of ``length`` + 1 images: all b when they hold at
-    most ``_WHOLE_IMAGES`` images; else the largest divisor of b with at most
-    ``_CHUNK_IMAGES`` images in a chunk, or all b where that divisor would make chunks under
-    a quarter of the size (many tiny chunks cost more than they save)."""
-    if b * (length + 1) <= _WHOLE_IMAGES:
-        return b
-    target = max(1, _CHUNK_IMAGES // (length + 1))
-    chunk = max(c for c in range(1, min(b, target) + 1) if b % c == 0)
-    return chunk if 4 * chunk >= target else b
 
 
 # --- pure functions ------------------------------------------------------------------------
@@ -301,10 +276,9 @@ class CuriosityModel:
             ``[P, B, L]``: the other inputs of the transition out of each of the first L rows.
 
         Each image is encoded once; large batches go through in chunks of sequences
-        (``_chunk_rows``) whose forward pass is recomputed in the backward pass, the same
-        values up to float rounding.
+        (``prosocial.motives.chunking``).
         """
-        p, b, length = influence_value.shape
+        length = influence_value.shape[2]
 
         def rows(x):
             rgb, actions, h, c = (jnp.moveaxis(v, 0, 1) for v in x)  # [P, b, …]
@@ -315,16 +289,8 @@ class CuriosityModel:
             return jnp.moveaxis(jnp.stack([surprise(encoded[:, :, 1:], predicted),
                                            inverse_error(c, guess_c)]), 2, 0)  # [b, 2, P, L]
 
-        inputs = (rgb, own_first_actions, h, influence_value)
-        chunk = _chunk_rows(b, length)
-        if chunk >= b:
-            out = rows(tuple(jnp.moveaxis(v, 1, 0) for v in inputs))
-        else:
-            out = jax.lax.map(jax.checkpoint(rows), tuple(
-                jnp.moveaxis(v, 1, 0).reshape((b // chunk, chunk) + v.shape[:1] + v.shape[2:])
-                for v in inputs))
-            out = out.reshape((b,) + out.shape[2:])
-        lf, li = jnp.moveaxis(out, 0, 2)  # [2, P, B, L] → each [P, B, L]
+        out = over_sequences(rows, (rgb, own_first_actions, h, influence_value), length)
+        lf, li = jnp.moveaxis(out, 0, 2)  # [B, 2, P, L] → each [P, B, L]
         return lf, li
 
 

@@ -57,6 +57,7 @@ import numpy as np
 
 from prosocial import nets
 from prosocial.motives.base import Motive, select_agents
+from prosocial.motives.chunking import over_sequences
 from prosocial.motives.inequity import _as_float, smooth_rewards
 from prosocial.motives.moa import (
     ModelOfOtherAgents,
@@ -453,12 +454,21 @@ class EMuReL(Motive):
         # φ(o_{τ+1}) is φ of the sequence's next row, except on its last row: one encoding
         # of the L observations and the observation after the sequence. Rows whose next row
         # starts another episode are not transitions and are masked out below.
+        # Large batches (A2C's) go through in chunks of sequences (motives.chunking).
         rgb = jnp.concatenate([mb["rgb"], mb["next_rgb"][:, :, -1:]], axis=2)
-        phi = icm.encode(params["icm"], rgb.reshape((p, b * (length + 1)) + rgb.shape[3:]))
-        phi = phi.reshape(p, b, length + 1, -1)
-        predicted, logits = icm.sequence_outputs(params["icm"], phi, u, own_first)
-        forward = 0.5 * jnp.mean(jnp.square(predicted - phi[:, :, 1:]), axis=-1)  # [P, B, L]
-        inverse = inverse_cross_entropy(logits, own_first)
+
+        def rows(x):
+            rgb, u, acts = (jnp.moveaxis(v, 0, 1) for v in x)  # [P, b, …]
+            pp, bb = rgb.shape[:2]
+            phi = icm.encode(params["icm"], rgb.reshape((pp, bb * (length + 1)) + rgb.shape[3:]))
+            phi = phi.reshape(pp, bb, length + 1, -1)
+            predicted, logits = icm.sequence_outputs(params["icm"], phi, u, acts)
+            forward = 0.5 * jnp.mean(jnp.square(predicted - phi[:, :, 1:]), axis=-1)
+            inverse = inverse_cross_entropy(logits, acts)
+            return jnp.moveaxis(jnp.stack([forward, inverse]), 2, 0)  # [b, 2, P, L]
+
+        out = over_sequences(rows, (rgb, u, own_first), length)
+        forward, inverse = jnp.moveaxis(out, 0, 2)  # each [P, B, L]
         valid = (mb["has_next"] & view.mask).astype(jnp.float32)
         count = jnp.maximum(valid.sum(axis=(1, 2)), 1.0)
         forward = (forward * valid).sum(axis=(1, 2)) / count
