@@ -372,16 +372,16 @@ def test_chunked_training_losses_equal_the_whole_batch(rec, monkeypatch):
 
 def test_chunk_rows():
     """Sequences per chunk: the whole batch up to WHOLE_IMAGES = 8192 images; above, the
-    largest divisor of B within CHUNK_IMAGES = 2048 images, unless that is under a quarter
+    largest divisor of B within CHUNK_IMAGES = 1024 images, unless that is under a quarter
     of the target (then the whole batch)."""
     from prosocial.motives.chunking import chunk_rows as _chunk_rows
 
     assert _chunk_rows(224, 20) == 224    # 224 · 21 = 4704 images ≤ 8192: whole (PPO)
     assert _chunk_rows(390, 20) == 390    # 8190 images: whole
-    assert _chunk_rows(392, 20) == 56     # 8232 > 8192; 2048 // 21 = 97 → divisor 56 ≥ 97/4
-    assert _chunk_rows(128, 128) == 8     # 16512 images; 2048 // 129 = 15 → divisor 8 ≥ 15/4
+    assert _chunk_rows(392, 20) == 28     # 8232 > 8192; 1024 // 21 = 48 → divisor 28 ≥ 48/4
+    assert _chunk_rows(128, 128) == 4     # 16512 images; 1024 // 129 = 7 → divisor 4 ≥ 7/4
     assert _chunk_rows(8, 4) == 8         # 40 images: whole
-    assert _chunk_rows(127, 128) == 127   # prime: chunks of 1 < 15/4, so the whole batch
+    assert _chunk_rows(127, 128) == 127   # prime: chunks of 1 < 7/4, so the whole batch
 
 
 def test_scm_gradients_reach_its_models_not_the_moa_or_the_policy(rec):

@@ -5,9 +5,9 @@ wide forward models on the codes. On a large batch at once (A2C's 128 sequences 
 per parameter set) the codes, the models' outputs and their gradients are bound by memory
 traffic; in chunks of sequences (a ``lax.map``, whose body the loss rematerialises in the
 backward pass) they stay small enough for the caches. Cleanup, 5 agents, A2C, 128 envs × 128
-steps (``benchmarks/train_sps.py``): EMuReL 2,451 → 3,307 env steps/s, peak memory
-5.4 → 4.1 GiB. Small batches (PPO's minibatches) run faster whole, without the recomputed
-forward pass. The same values up to float rounding.
+steps (``benchmarks/train_sps.py``): EMuReL 2,451 → 3,307 env steps/s (chunks of 2048
+images), peak memory 5.4 → 4.1 GiB. Small batches (PPO's minibatches) run faster whole,
+without the recomputed forward pass. The same values up to float rounding.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-CHUNK_IMAGES = 2048
-"""About how many images per parameter set go through at once when a batch is large."""
+CHUNK_IMAGES = 1024
+"""About how many images per parameter set go through at once when a batch is large (A2C,
+Cleanup, interleaved runs: EMuReL 3,265 and 3,383 env steps/s at 2048, 3,363 and 3,442 at
+1024; SCM 3,367 at 2048, 3,456 at 1024)."""
 
 WHOLE_IMAGES = 8192
 """Batches of at most this many images per parameter set are not chunked: PPO's minibatches
