@@ -38,21 +38,27 @@ def chunk_rows(b: int, length: int) -> int:
     return chunk if 4 * chunk >= target else b
 
 
-def over_sequences(rows, inputs: tuple, length: int) -> jax.Array:
-    """``rows`` over the sequences of ``inputs`` (arrays ``[P, B, ...]`` with B sequences of
-    ``length`` + 1 images), whole or in chunks of :func:`chunk_rows` sequences.
+def over_sequences(rows, inputs: tuple, length: int):
+    """``rows(inputs)`` over the sequences of ``inputs`` (arrays ``[P, B, ...]`` with B
+    sequences of ``length`` + 1 images), whole or in chunks of :func:`chunk_rows` sequences.
 
-    ``rows`` takes the inputs of b sequences with the sequence axis first (``[b, P, ...]``)
-    and returns an array ``[b, ...]``; the result is ``[B, ...]``, in the order of the
-    sequences."""
+    ``rows`` takes the inputs of b sequences (``[P, b, ...]``) and returns a tuple of arrays
+    ``[P, b, ...]``; the result is that tuple for all B sequences, in their order."""
     b = inputs[0].shape[1]
-    moved = tuple(jnp.moveaxis(v, 1, 0) for v in inputs)
     chunk = chunk_rows(b, length)
     if chunk >= b:
-        return rows(moved)
-    out = jax.lax.map(jax.checkpoint(rows),
-                      tuple(v.reshape((b // chunk, chunk) + v.shape[1:]) for v in moved))
-    return out.reshape((b,) + out.shape[2:])
+        return rows(inputs)
+
+    def seq_first(x):  # [P, b, ...] → [b, P, ...]: lax.map maps the leading axis
+        return jnp.moveaxis(x, 1, 0)
+
+    def body(x):
+        return tuple(seq_first(y) for y in rows(tuple(seq_first(v) for v in x)))
+
+    chunks = tuple(seq_first(v).reshape((b // chunk, chunk) + v.shape[:1] + v.shape[2:])
+                   for v in inputs)
+    out = jax.lax.map(jax.checkpoint(body), chunks)
+    return tuple(seq_first(y.reshape((b,) + y.shape[2:])) for y in out)
 
 
 __all__ = ["CHUNK_IMAGES", "WHOLE_IMAGES", "chunk_rows", "over_sequences"]

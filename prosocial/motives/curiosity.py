@@ -281,17 +281,14 @@ class CuriosityModel:
         length = influence_value.shape[2]
 
         def rows(x):
-            rgb, actions, h, c = (jnp.moveaxis(v, 0, 1) for v in x)  # [P, b, …]
+            rgb, actions, h, c = x  # [P, b, …]
             pp, bb = rgb.shape[:2]
             encoded = self.encode(params, rgb.reshape((pp, bb * (length + 1)) + rgb.shape[3:]))
             encoded = encoded.reshape(pp, bb, length + 1, -1)
             predicted, guess_c = self.sequence_outputs(params, encoded, actions, h, c)
-            return jnp.moveaxis(jnp.stack([surprise(encoded[:, :, 1:], predicted),
-                                           inverse_error(c, guess_c)]), 2, 0)  # [b, 2, P, L]
+            return surprise(encoded[:, :, 1:], predicted), inverse_error(c, guess_c)
 
-        out = over_sequences(rows, (rgb, own_first_actions, h, influence_value), length)
-        lf, li = jnp.moveaxis(out, 0, 2)  # [B, 2, P, L] → each [P, B, L]
-        return lf, li
+        return over_sequences(rows, (rgb, own_first_actions, h, influence_value), length)
 
 
 # --- the motive -----------------------------------------------------------------------------

@@ -458,17 +458,15 @@ class EMuReL(Motive):
         rgb = jnp.concatenate([mb["rgb"], mb["next_rgb"][:, :, -1:]], axis=2)
 
         def rows(x):
-            rgb, u, acts = (jnp.moveaxis(v, 0, 1) for v in x)  # [P, b, …]
+            rgb, u, acts = x  # [P, b, …]
             pp, bb = rgb.shape[:2]
             phi = icm.encode(params["icm"], rgb.reshape((pp, bb * (length + 1)) + rgb.shape[3:]))
             phi = phi.reshape(pp, bb, length + 1, -1)
             predicted, logits = icm.sequence_outputs(params["icm"], phi, u, acts)
             forward = 0.5 * jnp.mean(jnp.square(predicted - phi[:, :, 1:]), axis=-1)
-            inverse = inverse_cross_entropy(logits, acts)
-            return jnp.moveaxis(jnp.stack([forward, inverse]), 2, 0)  # [b, 2, P, L]
+            return forward, inverse_cross_entropy(logits, acts)  # each [P, b, L]
 
-        out = over_sequences(rows, (rgb, u, own_first), length)
-        forward, inverse = jnp.moveaxis(out, 0, 2)  # each [P, B, L]
+        forward, inverse = over_sequences(rows, (rgb, u, own_first), length)
         valid = (mb["has_next"] & view.mask).astype(jnp.float32)
         count = jnp.maximum(valid.sum(axis=(1, 2)), 1.0)
         forward = (forward * valid).sum(axis=(1, 2)) / count
