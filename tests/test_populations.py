@@ -242,3 +242,26 @@ def test_a_population_across_roles_is_rejected():
     mixed = Population("mixed", Layout(1, 3, (0, 1, 2)), None)
     with pytest.raises(ValueError, match="one role"):
         Runner(env, (mixed,), num_envs=1, num_steps=4)
+
+
+# --- the motives' scan over a rollout -----------------------------------------------------
+
+
+@pytest.mark.parametrize("length, seq_len", [(13, 5), (10, 5), (3, 5)])
+def test_chunked_scan_is_a_scan_that_records_the_chunk_starts(length, seq_len):
+    from prosocial.layout import chunked_scan
+
+    xs = {"a": jnp.arange(length, dtype=jnp.float32), "b": jnp.ones((length, 2))}
+
+    def body(c, x):  # c_t = 2·c_{t−1} + a_t + Σb_t
+        c = 2.0 * c + x["a"] + x["b"].sum()
+        return c, c * 10.0
+
+    carry, ys, starts = chunked_scan(body, jnp.float32(1.0), xs, seq_len)
+    want_c, want_ys = jax.lax.scan(body, jnp.float32(1.0), xs)
+    np.testing.assert_array_equal(ys, want_ys)
+    assert carry == want_c
+    # the carry entering steps 0, seq_len, 2·seq_len, …: 1, then ys[t − 1] / 10
+    entering = np.concatenate([[1.0], np.asarray(want_ys) / 10.0])
+    np.testing.assert_array_equal(starts, entering[::seq_len][:-(-length // seq_len)])
+
