@@ -139,31 +139,23 @@ def chunk_starts(x):
 def chunked_scan(body, carry, xs, seq_len: int, record=lambda c: c):
     """``lax.scan(body, carry, xs)`` over time, also returning ``record(carry)`` at the start
     of every ``seq_len``-step chunk (``[chunks, ...]``, the last chunk possibly shorter): the
-    initial recurrent states of the training sequences, without storing every step's.
-
-    Steps are read from ``xs`` by index: cutting ``xs`` into whole chunks first would copy
-    every scanned array (a motive's reward pass scans a rollout's images) whenever the
-    length is not a multiple of ``seq_len``."""
+    initial recurrent states of the training sequences, without storing every step's."""
     length = jax.tree.leaves(xs)[0].shape[0]
     full, rest = divmod(length, seq_len)
-
-    def at(t):
-        return jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, t, keepdims=False), xs)
-
     ys, starts = [], []
     if full:
-        def chunk(c, i):
-            c_end, y = jax.lax.scan(lambda c, j: body(c, at(i * seq_len + j)), c,
-                                    jnp.arange(seq_len))
+        def chunk(c, x):
+            c_end, y = jax.lax.scan(body, c, x)
             return c_end, (y, record(c))
 
-        carry, (y, c0) = jax.lax.scan(chunk, carry, jnp.arange(full))
+        head = jax.tree.map(lambda x: x[:full * seq_len].reshape(
+            (full, seq_len) + x.shape[1:]), xs)
+        carry, (y, c0) = jax.lax.scan(chunk, carry, head)
         ys.append(jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), y))
         starts.append(c0)
     if rest:
         starts.append(jax.tree.map(lambda x: x[None], record(carry)))
-        carry, y = jax.lax.scan(lambda c, t: body(c, at(t)), carry,
-                                jnp.arange(full * seq_len, length))
+        carry, y = jax.lax.scan(body, carry, jax.tree.map(lambda x: x[full * seq_len:], xs))
         ys.append(y)
     cat = lambda *parts: jnp.concatenate(parts)  # noqa: E731
     return carry, jax.tree.map(cat, *ys), jax.tree.map(cat, *starts)
