@@ -60,6 +60,7 @@ import jax.numpy as jnp
 
 from prosocial import nets
 from prosocial.motives.chunking import over_sequences
+from prosocial.motives.forward_loss import relu_dense_surprise
 from prosocial.motives.influence import (
     SocialInfluence,
     guard_influence,
@@ -210,19 +211,17 @@ class CuriosityModel:
         return jnp.einsum("p...i,pio->p...o", encoded,
                           jnp.concatenate([wf[:, :d], wi[:, :d], wi[:, d:2 * d]], axis=-1))
 
-    def transition_outputs(self, params, projected: jax.Array, projected_next: jax.Array,
-                           own_first_actions: jax.Array, h: jax.Array,
-                           influence_value: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """:meth:`forward` and :meth:`inverse` of transitions from :meth:`project` of their
-        two images, without building the concatenated inputs (neither g's
-        [2D + N·|A| + H]-wide input nor its gradient is materialised).
+    def transition_hidden(self, params, projected: jax.Array, projected_next: jax.Array,
+                          own_first_actions: jax.Array, h: jax.Array,
+                          influence_value: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """f's hidden layer ``[P, ..., hid]`` and ĉ ``[P, ...]`` of transitions from
+        :meth:`project` of their two images, without building the concatenated inputs
+        (neither g's [2D + N·|A| + H]-wide input nor its gradient is materialised).
 
         Args:
           projected, projected_next: ``[P, ..., 3·hid]`` of the images before and after.
           own_first_actions: int ``[P, ..., N]``; h ``[P, ..., H]``; influence_value
             ``[P, ...]``: the transition's other inputs.
-
-        Returns: f ``[P, ..., D]`` and ĉ ``[P, ...]``.
         """
         d, na, hid = self.encoded_width, self.num_agents * self.num_actions, self.hidden_size
         f0, i0 = params["forward_0"], params["inverse_0"]
@@ -240,30 +239,22 @@ class CuriosityModel:
                             + per_row(f0["bias"]))
         hidden_i = jnp.tanh(projected[..., hid:2 * hid] + projected_next[..., 2 * hid:]
                             + on_rest[..., hid:] + per_row(i0["bias"]))
-        f1, i1 = params["forward_1"], params["inverse_1"]
-        predicted = jax.nn.relu(jnp.einsum("p...h,pho->p...o", hidden_f, f1["kernel"])
-                                + per_row(f1["bias"]))
+        i1 = params["inverse_1"]
         guess = jnp.einsum("p...h,pho->p...o", hidden_i, i1["kernel"]) + per_row(i1["bias"])
-        return predicted, jax.nn.relu(guess[..., 0])
+        return hidden_f, jax.nn.relu(guess[..., 0])
 
-    def sequence_outputs(self, params, encoded_seq: jax.Array, own_first_actions: jax.Array,
-                         h: jax.Array, influence_value: jax.Array
-                         ) -> tuple[jax.Array, jax.Array]:
-        """:meth:`forward` and :meth:`inverse` on the transitions of sequences of consecutive
-        observations (:meth:`transition_outputs` of every row and the next).
-
-        Args:
-          encoded_seq: φ ``[P, B, L + 1, D]`` of L + 1 consecutive observations; row t + 1
-            is φ_t of the transition out of row t.
-          own_first_actions: int ``[P, B, L, N]``, h ``[P, B, L, H]`` and influence_value
-            ``[P, B, L]``: the other inputs of the transition out of each of the first L rows.
-
-        Returns:
-          f ``[P, B, L, D]`` (the prediction of rows 1…L's φ) and ĉ ``[P, B, L]``.
-        """
-        z = self.project(params, encoded_seq)
-        return self.transition_outputs(params, z[:, :, :-1], z[:, :, 1:], own_first_actions,
-                                       h, influence_value)
+    def transition_outputs(self, params, projected: jax.Array, projected_next: jax.Array,
+                           own_first_actions: jax.Array, h: jax.Array,
+                           influence_value: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """:meth:`forward` and :meth:`inverse` of transitions from :meth:`project` of their
+        two images (arguments as :meth:`transition_hidden`): f ``[P, ..., D]`` and ĉ
+        ``[P, ...]``."""
+        hidden_f, guess = self.transition_hidden(params, projected, projected_next,
+                                                 own_first_actions, h, influence_value)
+        f1 = params["forward_1"]
+        out = jnp.einsum("p...h,pho->p...o", hidden_f, f1["kernel"])
+        bias = f1["bias"].reshape(f1["bias"].shape[:1] + (1,) * (out.ndim - 2) + (-1,))
+        return jax.nn.relu(out + bias), guess
 
     def transition_errors(self, params, rgb: jax.Array, own_first_actions: jax.Array,
                           h: jax.Array, influence_value: jax.Array
@@ -275,8 +266,11 @@ class CuriosityModel:
           own_first_actions: int ``[P, B, L, N]``, h ``[P, B, L, H]``, influence_value
             ``[P, B, L]``: the other inputs of the transition out of each of the first L rows.
 
-        Each image is encoded once; large batches go through in chunks of sequences
-        (``prosocial.motives.chunking``).
+        Each image is encoded and projected once (row t + 1 is the image after row t and
+        the image before row t + 1's transition); L_F goes through
+        :func:`~prosocial.motives.forward_loss.relu_dense_surprise`, the same values as
+        :func:`surprise` of :meth:`forward` with fewer passes over D-wide arrays. Large
+        batches go through in chunks of sequences (``prosocial.motives.chunking``).
         """
         length = influence_value.shape[2]
 
@@ -285,8 +279,11 @@ class CuriosityModel:
             pp, bb = rgb.shape[:2]
             encoded = self.encode(params, rgb.reshape((pp, bb * (length + 1)) + rgb.shape[3:]))
             encoded = encoded.reshape(pp, bb, length + 1, -1)
-            predicted, guess_c = self.sequence_outputs(params, encoded, actions, h, c)
-            return surprise(encoded[:, :, 1:], predicted), inverse_error(c, guess_c)
+            z = self.project(params, encoded)
+            hidden_f, guess_c = self.transition_hidden(params, z[:, :, :-1], z[:, :, 1:],
+                                                       actions, h, c)
+            lf = relu_dense_surprise(hidden_f, params["forward_1"], encoded[:, :, 1:])
+            return lf, inverse_error(c, guess_c)
 
         return over_sequences(rows, (rgb, own_first_actions, h, influence_value), length)
 

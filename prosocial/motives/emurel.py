@@ -58,6 +58,7 @@ import numpy as np
 from prosocial import nets
 from prosocial.motives.base import Motive, select_agents
 from prosocial.motives.chunking import over_sequences
+from prosocial.motives.forward_loss import relu_dense_surprise
 from prosocial.motives.inequity import _as_float, smooth_rewards
 from prosocial.motives.moa import (
     ModelOfOtherAgents,
@@ -264,9 +265,9 @@ class ImpactModel:
             logits = jax.nn.relu(logits)
         return logits.reshape(logits.shape[:-1] + (self.num_agents, self.num_actions))
 
-    def sequence_outputs(self, params, phi_seq: jax.Array, u: jax.Array, own_first: jax.Array
-                         ) -> tuple[jax.Array, jax.Array]:
-        """f's prediction and g's logits on sequences of consecutive steps, where
+    def sequence_hidden(self, params, phi_seq: jax.Array, u: jax.Array, own_first: jax.Array
+                        ) -> tuple[jax.Array, jax.Array]:
+        """f's last hidden layer and g's logits on sequences of consecutive steps, where
         φ(o_{τ+1}) is the next row's φ.
 
         Args:
@@ -274,7 +275,9 @@ class ImpactModel:
           u: ``[P, B, L, H]``; own_first: int ``[P, B, L, N]``.
 
         Returns:
-          the prediction of φ(o_{τ+1}) ``[P, B, L, q]`` and g's logits ``[P, B, L, N, A]``:
+          f's hidden layer ``[P, B, L, 32]`` (its prediction of φ(o_{τ+1}) is
+          relu(hidden W₂ + b₂), :func:`~prosocial.motives.forward_loss.relu_dense_surprise`
+          compares the two without building it) and g's logits ``[P, B, L, N, A]``:
           :meth:`forward` and :meth:`inverse` of the rows and their next rows, with every
           product of a φ and a first-layer kernel in one matmul (φ is the widest input and
           is read once).
@@ -291,15 +294,14 @@ class ImpactModel:
                           + jnp.einsum("pbli,pio->pblo", u, f0["kernel"][:, q:q + h])
                           + jnp.einsum("pbli,pio->pblo", onehot, f0["kernel"][:, q + h:])
                           + bias(f0["bias"]))
-        predicted = jax.nn.relu(_dense(params["forward_1"], hidden))
-        hidden = jnp.tanh(z[:, :, :-1, width:2 * width] + z[:, :, 1:, 2 * width:]
-                          + jnp.einsum("pbli,pio->pblo", u, i0["kernel"][:, 2 * q:])
-                          + bias(i0["bias"]))
-        logits = _dense(params["inverse_1"], hidden)
+        hidden_i = jnp.tanh(z[:, :, :-1, width:2 * width] + z[:, :, 1:, 2 * width:]
+                            + jnp.einsum("pbli,pio->pblo", u, i0["kernel"][:, 2 * q:])
+                            + bias(i0["bias"]))
+        logits = _dense(params["inverse_1"], hidden_i)
         if self.relu_logits:
             logits = jax.nn.relu(logits)
-        return predicted, logits.reshape(logits.shape[:-1] + (self.num_agents,
-                                                              self.num_actions))
+        return hidden, logits.reshape(logits.shape[:-1] + (self.num_agents,
+                                                           self.num_actions))
 
     def impacts(self, params, phi: jax.Array, u: jax.Array, own_first: jax.Array) -> jax.Array:
         """L ``[P, M, N − 1]`` for the joint actions int ``[P, M, N]`` (own first)."""
@@ -462,8 +464,8 @@ class EMuReL(Motive):
             pp, bb = rgb.shape[:2]
             phi = icm.encode(params["icm"], rgb.reshape((pp, bb * (length + 1)) + rgb.shape[3:]))
             phi = phi.reshape(pp, bb, length + 1, -1)
-            predicted, logits = icm.sequence_outputs(params["icm"], phi, u, acts)
-            forward = 0.5 * jnp.mean(jnp.square(predicted - phi[:, :, 1:]), axis=-1)
+            hidden, logits = icm.sequence_hidden(params["icm"], phi, u, acts)
+            forward = relu_dense_surprise(hidden, params["icm"]["forward_1"], phi[:, :, 1:])
             return forward, inverse_cross_entropy(logits, acts)  # each [P, b, L]
 
         forward, inverse = over_sequences(rows, (rgb, u, own_first), length)
