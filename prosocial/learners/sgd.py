@@ -56,8 +56,10 @@ def make_sgd(pop):
                             params, updates), opt_state
 
     def minibatch(learned, opt_states, batch, carry0, idx, lstate, lr):
-        mb = jax.tree.map(lambda x: jnp.take(x, idx, axis=1), batch)
-        c0 = jax.tree.map(lambda x: jnp.take(x, idx, axis=1), carry0)
+        # idx is a permutation's slice, always in range: "clip" gathers without the
+        # per-element out-of-range select of the default "fill" mode.
+        mb = jax.tree.map(lambda x: jnp.take(x, idx, axis=1, mode="clip"), batch)
+        c0 = jax.tree.map(lambda x: jnp.take(x, idx, axis=1, mode="clip"), carry0)
         grads, terms = jax.grad(loss, has_aux=True)(learned, mb, c0, lstate)
         (params, motive_params), (opt, motive_opt) = learned, opt_states
         params, opt = apply(tx, grads[0], opt, params, lr)
