@@ -55,6 +55,6 @@ def test_matches_autodiff_of_the_plain_loss_on_sequences():
                                np.asarray(_plain(hidden, layer, target)), rtol=1e-6)
     ours = jax.grad(total(relu_dense_surprise), argnums=(0, 1, 2))(hidden, layer, target)
     theirs = jax.grad(total(_plain), argnums=(0, 1, 2))(hidden, layer, target)
-    for a, c in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+    for a, c in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
         assert a.shape == c.shape
         np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-5, atol=1e-7)
