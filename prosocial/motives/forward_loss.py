@@ -12,7 +12,7 @@ several such passes (the ReLU's mask, the error, their product, the product's tr
 ∂W); :func:`relu_dense_surprise` gives the same gradients from two q-wide arrays saved by the
 forward pass, with
 
-    s_m = ∂/∂L(m) / q,   e = φ − relu(hW + b),   u = −e·1[hW + b > 0]
+    s_m = ḡ_m / q (ḡ the cotangent of L),   e = φ − relu(hW + b),   u = −e·1[hW + b > 0]
     ∂φ = s·e,   ∂h = s·(u Wᵀ),   [∂W; ∂b] = [s·h, s]ᵀ u
 
 (the bias's gradient rides along as one more row of the weights' matmul).
