@@ -132,8 +132,9 @@ def scm_loss(forward_loss: jax.Array, inverse_loss: jax.Array, weights: jax.Arra
 
 
 def _dense(layer, x):
-    """x [P, M, I] @ kernel [P, I, O] + bias [P, O]."""
-    return jnp.einsum("pmi,pio->pmo", x, layer["kernel"]) + layer["bias"][:, None, :]
+    """x ``[P, ..., I]`` @ kernel ``[P, I, O]`` + bias ``[P, O]``."""
+    y = jnp.einsum("p...i,pio->p...o", x, layer["kernel"])
+    return y + layer["bias"].reshape((y.shape[0],) + (1,) * (y.ndim - 2) + (-1,))
 
 
 class CuriosityModel:
@@ -239,9 +240,7 @@ class CuriosityModel:
                             + per_row(f0["bias"]))
         hidden_i = jnp.tanh(projected[..., hid:2 * hid] + projected_next[..., 2 * hid:]
                             + on_rest[..., hid:] + per_row(i0["bias"]))
-        i1 = params["inverse_1"]
-        guess = jnp.einsum("p...h,pho->p...o", hidden_i, i1["kernel"]) + per_row(i1["bias"])
-        return hidden_f, jax.nn.relu(guess[..., 0])
+        return hidden_f, jax.nn.relu(_dense(params["inverse_1"], hidden_i)[..., 0])
 
     def transition_outputs(self, params, projected: jax.Array, projected_next: jax.Array,
                            own_first_actions: jax.Array, h: jax.Array,
@@ -251,10 +250,7 @@ class CuriosityModel:
         ``[P, ...]``."""
         hidden_f, guess = self.transition_hidden(params, projected, projected_next,
                                                  own_first_actions, h, influence_value)
-        f1 = params["forward_1"]
-        out = jnp.einsum("p...h,pho->p...o", hidden_f, f1["kernel"])
-        bias = f1["bias"].reshape(f1["bias"].shape[:1] + (1,) * (out.ndim - 2) + (-1,))
-        return jax.nn.relu(out + bias), guess
+        return jax.nn.relu(_dense(params["forward_1"], hidden_f)), guess
 
     def transition_errors(self, params, rgb: jax.Array, own_first_actions: jax.Array,
                           h: jax.Array, influence_value: jax.Array

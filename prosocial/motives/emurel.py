@@ -58,6 +58,7 @@ import numpy as np
 from prosocial import nets
 from prosocial.motives.base import Motive, select_agents
 from prosocial.motives.chunking import over_sequences
+from prosocial.motives.curiosity import _dense
 from prosocial.motives.forward_loss import relu_dense_surprise
 from prosocial.motives.inequity import _as_float, smooth_rewards
 from prosocial.motives.moa import (
@@ -192,12 +193,6 @@ def inverse_cross_entropy(logits, actions) -> jax.Array:
 
 
 # --- the extended ICM ------------------------------------------------------------------------
-
-
-def _dense(layer, x):
-    """x ``[P, ..., I]`` @ kernel ``[P, I, O]`` + bias ``[P, O]``."""
-    y = jnp.einsum("p...i,pio->p...o", x, layer["kernel"])
-    return y + layer["bias"].reshape((y.shape[0],) + (1,) * (y.ndim - 2) + (-1,))
 
 
 class ImpactModel:
