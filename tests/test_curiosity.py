@@ -298,7 +298,7 @@ def sequences(rec, part):
     rgb = to_seq(lay.time_to_params(rollout.obs["rgb"]))
     features = nets.conv_features(NET, rec.ps.params,
                                   {"rgb": rgb.reshape((p, b * L) + rgb.shape[3:])})
-    return mb, PolicyView(features=features, starts=starts, mask=mask)
+    return mb, PolicyView(features=features, starts=starts, mask=mask, obs={"rgb": rgb})
 
 
 def to_time(x):
@@ -316,14 +316,15 @@ def test_training_loss_recomputes_the_rollouts_transitions(rec):
     hand = by_hand(rec, params)
     starts = np.asarray(rec.record.starts)
     def jitted(method):
-        return jax.jit(lambda params, mb, features, starts, mask: method(
-            params, mb, PolicyView(features=features, starts=starts, mask=mask)))
+        return jax.jit(lambda params, mb, features, starts, mask, obs: method(
+            params, mb, PolicyView(features=features, starts=starts, mask=mask, obs=obs)))
 
     losses, scm_loss_terms = jitted(rec.motive.transition_losses), jitted(rec.motive.loss)
     si_loss = jitted(rec.si.loss)
     for k, part in enumerate(rec.rollouts):
         mb, view = sequences(rec, part)
-        moa_loss, lf, li = losses(params, mb, view.features, view.starts, view.mask)
+        moa_loss, lf, li = losses(params, mb, view.features, view.starts, view.mask,
+                                  view.obs)
         lf, li = np.asarray(to_time(lf)), np.asarray(to_time(li))
         for t in range(T):
             g = k * T + t
@@ -332,9 +333,11 @@ def test_training_loss_recomputes_the_rollouts_transitions(rec):
             assert_close(lf[t], hand.lf[g - 1], tol=2e-5)
             assert_close(li[t], hand.li[g - 1], tol=2e-5)
         si_mb = dict(mb, initial_carry=mb["initial_carry"][0])
-        _, terms = si_loss(params["moa"], si_mb, view.features, view.starts, view.mask)
+        _, terms = si_loss(params["moa"], si_mb, view.features, view.starts, view.mask,
+                           view.obs)
         assert_close(moa_loss, terms["moa_loss"], tol=1e-6)
-        total, terms = scm_loss_terms(params, mb, view.features, view.starts, view.mask)
+        total, terms = scm_loss_terms(params, mb, view.features, view.starts, view.mask,
+                                      view.obs)
         weights = np.asarray(view.mask & ~view.starts)
         want = (0.5 * (lf + li) * to_time(weights)).sum(axis=(0, 2)) / to_time(weights).sum(
             axis=(0, 2))

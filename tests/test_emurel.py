@@ -276,8 +276,11 @@ def test_intrinsic_is_eq4_of_the_impacts_from_the_moas_carried_state(run):
     assert np.all(d[[MAX - 1, T - 1]] > 0)
     has_next = np.asarray(extras["has_next"])
     assert np.all(has_next[[0, 1, 2, 3, 4, 6]]) and not has_next[[MAX - 1, T - 1]].any()
-    rgb, next_rgb = np.asarray(extras["rgb"]), np.asarray(extras["next_rgb"])
+    # the image after each step, beside the policy's own images (which the loss reads)
+    rgb = np.asarray(run.lay.time_to_params(rollout.obs["rgb"]))
+    next_rgb = np.asarray(extras["next_rgb"])
     np.testing.assert_array_equal(next_rgb[:-1], rgb[1:])
+    assert "rgb" not in extras
 
 
 def test_intrinsic_with_two_agents_is_smoothed_ia():
@@ -319,17 +322,18 @@ def loss_and_grads(run, cfg):
     sequence per env of the fixture's rollout."""
     extras = run.out[3]
     seq = lambda x: jnp.moveaxis(x, 0, 2)  # noqa: E731  [T, P, E, ...] → [P, E, T, ...]
-    mb = {k: seq(extras[k]) for k in ("own_first_actions", "next_others", "next_visible", "rgb",
+    mb = {k: seq(extras[k]) for k in ("own_first_actions", "next_others", "next_visible",
                                       "next_rgb", "has_next")}
     mb["initial_carry"] = jax.tree.map(lambda x: x[0], extras["initial_carry"])
     starts = seq(jax.vmap(run.lay.per_param)(run.rollout.start))
-    flat_rgb = mb["rgb"].reshape((N, E * T) + mb["rgb"].shape[-3:])
+    rgb = seq(run.lay.time_to_params(run.rollout.obs["rgb"]))  # the minibatch's observations
+    flat_rgb = rgb.reshape((N, E * T) + rgb.shape[-3:])
 
     def loss(mp, pp):
         motive = EMuReL(cfg)
         motive.check(run.runner.env, ("apples_eaten",))
         view = PolicyView(features=nets.conv_features(NET, pp, {"rgb": flat_rgb}),
-                          starts=starts, mask=jnp.ones((N, E, T), bool))
+                          starts=starts, mask=jnp.ones((N, E, T), bool), obs={"rgb": rgb})
         return motive.loss(mp, mb, view)
 
     return jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(

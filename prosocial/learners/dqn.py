@@ -388,7 +388,7 @@ class DQN:
                                   features=jax.lax.stop_gradient(policy.features(ps.params,
                                                                                  obs)),
                                   starts=seqs["start"], mask=seqs["mask"],
-                                  action=seqs["action"])
+                                  action=seqs["action"], obs=seqs["obs"])
                 return motive.loss(mp, dict(seqs["motive"], initial_carry=motive_carry0),
                                    view)
 

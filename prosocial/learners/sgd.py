@@ -43,7 +43,7 @@ def make_sgd(pop):
         features = out[2]
         total, terms = rule.loss(logits, values, mb, lstate)
         view = PolicyView(layout=lay, logits=logits, features=features, starts=mb["start"],
-                          mask=mb["mask"], action=mb["action"])
+                          mask=mb["mask"], action=mb["action"], obs=mb["obs"])
         motive_loss, motive_terms = motive.loss(
             motive_params, dict(mb["motive"], initial_carry=motive_carry0), view)
         return total + motive_loss, {**terms, **motive_terms}

@@ -41,8 +41,10 @@ class PolicyView:
     the learner's training sequences (return it as ``train_data["initial_carry"]``).
 
     At training time (:meth:`Motive.loss`): ``features`` the minibatch's conv features
-    ``[P, B·L, D]``, ``logits`` the policy's new logits ``[P, B, L, A]``, ``starts`` bool
-    ``[P, B, L]``, ``mask`` (valid steps) and ``action``.
+    ``[P, B·L, D]``, ``obs`` its observations (leaves ``[P, B, L, ...]``; a motive reads its
+    images here rather than storing a copy of them with its training data), ``logits`` the
+    policy's new logits ``[P, B, L, A]``, ``starts`` bool ``[P, B, L]``, ``mask`` (valid
+    steps) and ``action``.
     """
 
     layout: Any = None
@@ -52,6 +54,7 @@ class PolicyView:
     starts: Any = None
     mask: Any = None
     action: Any = None
+    obs: Any = None
 
 
 class Motive:

@@ -404,7 +404,7 @@ class SocialCuriosity(SocialInfluence):
             "scm_inverse_error": lay.seed_mean(per_param_mean(li)),
         }
         extras = {"initial_carry": chunk_carries, "own_first_actions": own_first,
-                  "next_others": next_others, "next_visible": next_visible, "rgb": rgb,
+                  "next_others": next_others, "next_visible": next_visible,
                   "influence": c_input}
         return new_carry, reward, diagnostics, extras
 
@@ -433,7 +433,7 @@ class SocialCuriosity(SocialInfluence):
             return jnp.concatenate([first[:, :, None], seq[:, :, :-1]], axis=2)
 
         h_in = jax.lax.stop_gradient(jnp.moveaxis(carried, 0, 2))  # [P, B, L, H]
-        rgb = jnp.concatenate([prev["rgb"][:, :, None], mb["rgb"]], axis=2)
+        rgb = jnp.concatenate([prev["rgb"][:, :, None], view.obs["rgb"]], axis=2)
         lf, li = scm.transition_errors(sp, rgb, previous(prev["actions"], own_first),
                                        previous(prev["h"], h_in),
                                        previous(prev["influence"], mb["influence"]))

@@ -419,7 +419,7 @@ class EMuReL(Motive):
                                                               next_visible)),
         }
         extras = {"initial_carry": chunk_carries, "own_first_actions": own_first,
-                  "next_others": next_others, "next_visible": next_visible, "rgb": rgb,
+                  "next_others": next_others, "next_visible": next_visible,
                   "next_rgb": next_rgb, "has_next": has_next}
         return {"moa": moa_carry, "trace": trace}, reward, diagnostics, extras
 
@@ -430,7 +430,7 @@ class EMuReL(Motive):
         agent k (``moa_loss``, ``forward_loss``, ``inverse_loss`` ``[P]``), weighted and
         summed over agents."""
         cfg, moa = self.cfg, self.moa
-        icm = self.impact_model(params, mb["rgb"].shape[-3:])
+        icm = self.impact_model(params, view.obs["rgb"].shape[-3:])
         p, b, length = view.starts.shape
         own_first = mb["own_first_actions"]  # [P, B, L, N]
         gates = moa.sequence_gates(params["moa"], view.features,
@@ -453,7 +453,7 @@ class EMuReL(Motive):
         # of the L observations and the observation after the sequence. Rows whose next row
         # starts another episode are not transitions and are masked out below.
         # Large batches (A2C's) go through in chunks of sequences (motives.chunking).
-        rgb = jnp.concatenate([mb["rgb"], mb["next_rgb"][:, :, -1:]], axis=2)
+        rgb = jnp.concatenate([view.obs["rgb"], mb["next_rgb"][:, :, -1:]], axis=2)
 
         def rows(x):
             rgb, u, acts = x  # [P, b, …]
