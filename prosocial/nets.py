@@ -272,13 +272,14 @@ def _conv_direct_bwd(res, g):
     With z the pre-activation and gz = g·1[z > 0]: ∂b_f = Σ gz[..., f] and
     ∂k[dy, dx, c, f] = Σ_{m, r, w} x[m, r + dy, w + dx, c] gz[m, r, w, f]. For each dy the
     sum over (m, r) is one matmul of row windows, x rows [M·Ho, W·C]ᵀ @ gz rows [M·Ho, Wo·F],
-    and the sum over w picks the diagonals w_in = w_out + dx.
+    and the sum over w picks the diagonals w_in = w_out + dx. ∂b rides along as a column of
+    ones beside the first window (its row of the product is Σ_{m, r} gz rows, summed over
+    Wo), instead of a separate pass over gz.
     """
     x, y, k = res
     p, m, h, w, c = x.shape
     ho, wo, f = y.shape[2], y.shape[3], y.shape[4]
     gz = jnp.where(y > 0, g, 0.0)
-    d_bias = gz.sum(axis=(1, 2, 3))
     x_rows = x.astype(jnp.float32).reshape(p, m, h, w * c)
     g_rows = gz.reshape(p, m * ho, wo * f)
     select = np.zeros((k, w, wo), np.float32)  # select[dx, w_in, w_out] = 1[w_in = w_out + dx]
@@ -287,8 +288,13 @@ def _conv_direct_bwd(res, g):
     rows = []
     for dy in range(k):
         window = x_rows[:, :, dy:dy + ho].reshape(p, m * ho, w * c)
-        prod = jnp.einsum("pni,pno->pio", window, g_rows).reshape(p, w, c, wo, f)
-        rows.append(jnp.einsum("pwcof,xwo->pxcf", prod, select))
+        if dy == 0:
+            window = jnp.concatenate([window, jnp.ones((p, m * ho, 1), jnp.float32)], axis=-1)
+        prod = jnp.einsum("pni,pno->pio", window, g_rows)
+        if dy == 0:
+            d_bias = prod[:, -1].reshape(p, wo, f).sum(axis=1)
+            prod = prod[:, :-1]
+        rows.append(jnp.einsum("pwcof,xwo->pxcf", prod.reshape(p, w, c, wo, f), select))
     d_kernel = jnp.stack(rows, axis=1)
     return None, d_kernel, d_bias
 
