@@ -125,25 +125,6 @@ def test_gates_are_the_one_hot_rows_of_the_input_kernel():
     np.testing.assert_array_equal(MOA.own_action_rows(params)[0], w[2:2 + A])
 
 
-
-
-def test_sequence_gates_are_the_gates_and_have_their_gradient():
-    # Random (non-zero) tower: the two products of sequence_gates are the one product of
-    # gates split by the input kernel's rows, so values and parameter gradients agree.
-    params = MOA.init(jax.random.split(jax.random.PRNGKey(7), 2), D)  # P = 2
-    feats = jax.random.normal(jax.random.PRNGKey(8), (2, 6, D))
-    acts = jax.random.randint(jax.random.PRNGKey(9), (2, 6, N), 0, A)
-    weights = jax.random.normal(jax.random.PRNGKey(10), (2, 6, 4 * H))
-    np.testing.assert_allclose(MOA.sequence_gates(params, feats, acts),
-                               MOA.gates(params, feats, acts), rtol=1e-6, atol=1e-6)
-
-    def grad_of(fn):
-        return jax.grad(lambda p, x: jnp.sum(weights * fn(p, x, acts)), argnums=(0, 1))(
-            params, feats)
-
-    for got, want in zip(jax.tree.leaves(grad_of(MOA.sequence_gates)),
-                         jax.tree.leaves(grad_of(MOA.gates)), strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 def test_counterfactual_step_for_every_own_action_is_the_step_with_that_action():
     """Swapping the own-action rows of the input projection gives, for each a', exactly the
     ordinary step with the own action set to a' (the others' actions kept); for a' = a_t it

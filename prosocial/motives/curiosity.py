@@ -420,7 +420,7 @@ class SocialCuriosity(SocialInfluence):
         moa_carry0, prev = mb["initial_carry"]
         own_first = mb["own_first_actions"]  # [P, B, L, N]
         p, b, length = view.starts.shape
-        gates = moa.sequence_gates(mp, view.features, own_first.reshape(p, b * length, -1))
+        gates = moa.gates(mp, view.features, own_first.reshape(p, b * length, -1))
         gates = jnp.moveaxis(gates.reshape(p, b, length, -1), 2, 0)  # [L, P, B, 4H]
         carried, outputs = moa.carried_and_outputs(mp, gates, moa_carry0,
                                                    jnp.moveaxis(view.starts, 2, 0))

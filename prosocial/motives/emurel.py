@@ -433,8 +433,7 @@ class EMuReL(Motive):
         icm = self.impact_model(params, view.obs["rgb"].shape[-3:])
         p, b, length = view.starts.shape
         own_first = mb["own_first_actions"]  # [P, B, L, N]
-        gates = moa.sequence_gates(params["moa"], view.features,
-                                   own_first.reshape(p, b * length, -1))
+        gates = moa.gates(params["moa"], view.features, own_first.reshape(p, b * length, -1))
         gates = jnp.moveaxis(gates.reshape(p, b, length, -1), 2, 0)  # [L, P, B, 4H]
         starts = jnp.moveaxis(view.starts, 2, 0)
         # The policy's LSTM kernel with its hand-written gradient (the MOA's is the same cell)

@@ -214,22 +214,6 @@ class ModelOfOtherAgents:
         x = jnp.concatenate([x, onehot.reshape(own_first_actions.shape[:-1] + (-1,))], axis=-1)
         return nets.lstm_input(params, x)
 
-    def sequence_gates(self, params: Params, features: jax.Array,
-                       own_first_actions: jax.Array) -> jax.Array:
-        """:meth:`gates` for training batches, as two products: tower(x) W_x[tower] +
-        onehot(a) W_x[actions] + b. The same function; its gradient computes no cotangent
-        for the one-hot actions (data), which the one product of :meth:`gates` does (45 of
-        its 77 input columns with 5 agents). :meth:`gates`, one product, stays the faster
-        way for one step at a time (the reward pass)."""
-        x = nets.mlp(params, features, prefix=self.prefix)
-        kernel = params["lstm"]["input_kernel"]
-        d = x.shape[-1]
-        onehot = jax.nn.one_hot(own_first_actions, self.num_actions)
-        onehot = onehot.reshape(own_first_actions.shape[:-1] + (-1,))
-        return (jnp.einsum("pmi,pio->pmo", x, kernel[:, :d])
-                + jnp.einsum("pmi,pio->pmo", onehot, kernel[:, d:])
-                + params["lstm"]["bias"][:, None, :])
-
     def own_action_rows(self, params: Params) -> jax.Array:
         """``[P, A, 4H]``: W_x's rows of the own-action one-hot slot (the first N·|A| block
         after the tower's outputs)."""
@@ -312,11 +296,9 @@ class ModelOfOtherAgents:
             starts: bool ``[P, B, L]``.
         """
         p, b, length = starts.shape
-        gates = self.sequence_gates(params, features,
-                                    own_first_actions.reshape(p, b * length, -1))
+        gates = self.gates(params, features, own_first_actions.reshape(p, b * length, -1))
         gates = jnp.moveaxis(gates.reshape(p, b, length, -1), 2, 0)  # [L, P, B, 4H]
-        _, outputs = self.carried_and_outputs(params, gates, initial_carry,
-                                              jnp.moveaxis(starts, 2, 0))
+        _, (_, outputs) = self.unroll(params, gates, initial_carry, jnp.moveaxis(starts, 2, 0))
         logits = self.predict(params, jnp.moveaxis(outputs, 1, 0))  # [P, L, B, N-1, A]
         return jnp.swapaxes(logits, 1, 2)
 
