@@ -318,9 +318,10 @@ def conv_relu(impl: str, x: jax.Array, kernel: jax.Array, bias: jax.Array) -> ja
 # --- forward pieces --------------------------------------------------------------------------
 
 
-def _linear(layer: Params, x: jax.Array) -> jax.Array:
-    """x [P, M, I] @ kernel [P, I, O] + bias [P, O]."""
-    return jnp.einsum("pmi,pio->pmo", x, layer["kernel"]) + layer["bias"][:, None, :]
+def dense(layer: Params, x: jax.Array) -> jax.Array:
+    """x [P, ..., I] @ kernel [P, I, O] + bias [P, O] (every model's Dense layer)."""
+    y = jnp.einsum("p...i,pio->p...o", x, layer["kernel"])
+    return y + layer["bias"].reshape((y.shape[0],) + (1,) * (y.ndim - 2) + (-1,))
 
 
 def conv_features(cfg: NetConfig, params: Params, obs: dict[str, jax.Array]) -> jax.Array:
@@ -348,7 +349,7 @@ def mlp(params: Params, x: jax.Array, prefix: str = "mlp", layers: int | None = 
     act = jax.nn.relu if activation == "relu" else jnp.tanh
     i = 0
     while f"{prefix}_{i}" in params and (layers is None or i < layers):
-        x = act(_linear(params[f"{prefix}_{i}"], x))
+        x = act(dense(params[f"{prefix}_{i}"], x))
         i += 1
     return x
 
@@ -361,7 +362,7 @@ def encode(cfg: NetConfig, params: Params, obs: dict[str, jax.Array]) -> jax.Arr
 
 def lstm_input(params: Params, x: jax.Array) -> jax.Array:
     """The input half of the LSTM gates, x W_x + b, for all steps at once: [P, M, 4H]."""
-    return _linear({"kernel": params["lstm"]["input_kernel"], "bias": params["lstm"]["bias"]}, x)
+    return dense({"kernel": params["lstm"]["input_kernel"], "bias": params["lstm"]["bias"]}, x)
 
 
 def _sigmoid(x):
@@ -451,8 +452,8 @@ lstm_scan.defvjp(_lstm_scan_fwd, _lstm_scan_bwd)
 
 def heads(params: Params, h: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Policy logits [P, M, A] and value [P, M] from the core output [P, M, D]."""
-    logits = _linear(params["policy"], h)
-    value = _linear(params["value"], h)[..., 0]
+    logits = dense(params["policy"], h)
+    value = dense(params["value"], h)[..., 0]
     return logits, value
 
 

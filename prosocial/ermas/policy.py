@@ -15,12 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prosocial.nets import glorot_dense
-
-
-def _dense(layer, x):
-    return jnp.einsum("p...i,pio->p...o", x, layer["kernel"]) + layer["bias"].reshape(
-        (layer["bias"].shape[0],) + (1,) * (x.ndim - 2) + (layer["bias"].shape[-1],))
+from prosocial.nets import dense, glorot_dense
 
 
 class SeparateMLP:
@@ -51,8 +46,8 @@ class SeparateMLP:
 
     def apply(self, params, x):
         """x ``[P, ..., D]`` → logits ``[P, ..., A]``, value ``[P, ...]``."""
-        logits = _dense(params["pi_out"], jax.nn.relu(_dense(params["pi_hidden"], x)))
-        value = _dense(params["vf_out"], jax.nn.relu(_dense(params["vf_hidden"], x)))[..., 0]
+        logits = dense(params["pi_out"], jax.nn.relu(dense(params["pi_hidden"], x)))
+        value = dense(params["vf_out"], jax.nn.relu(dense(params["vf_hidden"], x)))[..., 0]
         return logits, value
 
     def step(self, params, obs, carry, start):

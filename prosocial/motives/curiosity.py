@@ -131,12 +131,6 @@ def scm_loss(forward_loss: jax.Array, inverse_loss: jax.Array, weights: jax.Arra
 # --- the model -----------------------------------------------------------------------------
 
 
-def _dense(layer, x):
-    """x ``[P, ..., I]`` @ kernel ``[P, I, O]`` + bias ``[P, O]``."""
-    y = jnp.einsum("p...i,pio->p...o", x, layer["kernel"])
-    return y + layer["bias"].reshape((y.shape[0],) + (1,) * (y.ndim - 2) + (-1,))
-
-
 class CuriosityModel:
     """Encoder φ, forward model f and inverse model g of agent k (module docstring), for
     ``rgb_shape`` (H, W, C) images, a conv of ``conv_filters`` × ``conv_kernel``², N agents,
@@ -191,14 +185,15 @@ class CuriosityModel:
         influence_value c ``[P, M]``."""
         x = jnp.concatenate([encoded, self._actions(own_first_actions), h,
                              influence_value[..., None]], axis=-1)
-        return jax.nn.relu(_dense(params["forward_1"], jnp.tanh(_dense(params["forward_0"], x))))
+        hidden = jnp.tanh(nets.dense(params["forward_0"], x))
+        return jax.nn.relu(nets.dense(params["forward_1"], hidden))
 
     def inverse(self, params, encoded: jax.Array, encoded_next: jax.Array,
                 own_first_actions: jax.Array, h: jax.Array) -> jax.Array:
         """ĉ = ReLU(tanh([φ, φ', onehot(a), h] V₁ + d₁) V₂ + d₂), ``[P, M]``."""
         x = jnp.concatenate([encoded, encoded_next, self._actions(own_first_actions), h],
                             axis=-1)
-        out = _dense(params["inverse_1"], jnp.tanh(_dense(params["inverse_0"], x)))
+        out = nets.dense(params["inverse_1"], jnp.tanh(nets.dense(params["inverse_0"], x)))
         return jax.nn.relu(out[..., 0])
 
     def project(self, params, encoded: jax.Array) -> jax.Array:
@@ -240,7 +235,7 @@ class CuriosityModel:
                             + per_row(f0["bias"]))
         hidden_i = jnp.tanh(projected[..., hid:2 * hid] + projected_next[..., 2 * hid:]
                             + on_rest[..., hid:] + per_row(i0["bias"]))
-        return hidden_f, jax.nn.relu(_dense(params["inverse_1"], hidden_i)[..., 0])
+        return hidden_f, jax.nn.relu(nets.dense(params["inverse_1"], hidden_i)[..., 0])
 
     def transition_outputs(self, params, projected: jax.Array, projected_next: jax.Array,
                            own_first_actions: jax.Array, h: jax.Array,
@@ -250,7 +245,7 @@ class CuriosityModel:
         ``[P, ...]``."""
         hidden_f, guess = self.transition_hidden(params, projected, projected_next,
                                                  own_first_actions, h, influence_value)
-        return jax.nn.relu(_dense(params["forward_1"], hidden_f)), guess
+        return jax.nn.relu(nets.dense(params["forward_1"], hidden_f)), guess
 
     def transition_errors(self, params, rgb: jax.Array, own_first_actions: jax.Array,
                           h: jax.Array, influence_value: jax.Array

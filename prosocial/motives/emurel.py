@@ -58,7 +58,6 @@ import numpy as np
 from prosocial import nets
 from prosocial.motives.base import Motive, select_agents
 from prosocial.motives.chunking import over_sequences
-from prosocial.motives.curiosity import _dense
 from prosocial.motives.forward_loss import relu_dense_surprise
 from prosocial.motives.inequity import _as_float, smooth_rewards
 from prosocial.motives.moa import (
@@ -249,13 +248,13 @@ class ImpactModel:
                  + jnp.einsum("pmi,pio->pmo", u, kernel[:, q:q + h]))
         acts = jnp.einsum("pmvi,pio->pmvo", joint, kernel[:, q + h:])
         hidden = jnp.tanh(state[:, :, None] + acts + layer["bias"][:, None, None])
-        return jax.nn.relu(_dense(params["forward_1"], hidden))
+        return jax.nn.relu(nets.dense(params["forward_1"], hidden))
 
     def inverse(self, params, phi: jax.Array, phi_next: jax.Array, u: jax.Array) -> jax.Array:
         """g: ``[P, M, q]`` twice and u ``[P, M, H]`` → logits ``[P, M, N, A]`` of every
         agent's action (own first)."""
-        hidden = jnp.tanh(_dense(params["inverse_0"], jnp.concatenate([phi, phi_next, u], -1)))
-        logits = _dense(params["inverse_1"], hidden)
+        hidden = jnp.tanh(nets.dense(params["inverse_0"], jnp.concatenate([phi, phi_next, u], -1)))
+        logits = nets.dense(params["inverse_1"], hidden)
         if self.relu_logits:
             logits = jax.nn.relu(logits)
         return logits.reshape(logits.shape[:-1] + (self.num_agents, self.num_actions))
@@ -292,7 +291,7 @@ class ImpactModel:
         hidden_i = jnp.tanh(z[:, :, :-1, width:2 * width] + z[:, :, 1:, 2 * width:]
                             + jnp.einsum("pbli,pio->pblo", u, i0["kernel"][:, 2 * q:])
                             + bias(i0["bias"]))
-        logits = _dense(params["inverse_1"], hidden_i)
+        logits = nets.dense(params["inverse_1"], hidden_i)
         if self.relu_logits:
             logits = jax.nn.relu(logits)
         return hidden, logits.reshape(logits.shape[:-1] + (self.num_agents,

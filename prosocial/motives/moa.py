@@ -250,9 +250,7 @@ class ModelOfOtherAgents:
     def predict(self, params: Params, h: jax.Array) -> jax.Array:
         """Logits of the others' next actions ℓ = u W_o + b_o: ``[P, ..., H]`` →
         ``[P, ..., N − 1, A]`` (others in increasing index)."""
-        out = jnp.einsum("p...h,pho->p...o", h, params["out"]["kernel"])
-        out = out + params["out"]["bias"].reshape((out.shape[0],) + (1,) * (out.ndim - 2)
-                                                  + (-1,))
+        out = nets.dense(params["out"], h)
         return out.reshape(out.shape[:-1] + (self.num_agents - 1, self.num_actions))
 
     # --- sequences -----------------------------------------------------------------------
