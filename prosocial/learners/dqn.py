@@ -139,12 +139,9 @@ class QNetwork:
     def q_values(self, q_params, obs) -> jax.Array:
         """Q-values ``[P, M, A]`` of observations with leaves ``[P, M, ...]``."""
         x = nets.conv_features(self.cfg, q_params, obs)
-        for i in range(len(self.hidden_sizes)):
-            layer = q_params[f"hidden_{i}"]
-            x = jax.nn.relu(jnp.einsum("pmi,pio->pmo", x, layer["kernel"])
-                            + layer["bias"][:, None])
-        out = q_params["q"]
-        return jnp.einsum("pmi,pio->pmo", x, out["kernel"]) + out["bias"][:, None]
+        x = nets.mlp(q_params, x, prefix="hidden", layers=len(self.hidden_sizes),
+                     activation="relu")
+        return nets.dense(q_params["q"], x)
 
     def step(self, params, obs, carry, start):
         """obs leaves ``[P, B, ...]`` → ``({"logits": ε-greedy [P, B, A], "value": max Q},

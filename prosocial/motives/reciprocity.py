@@ -186,7 +186,7 @@ class NicenessNet:
         ``[P, M, A]``)."""
         x = nets.encode(self.cfg, params, obs)
         logits, value = nets.heads(params, x)
-        q = jnp.einsum("pmi,pio->pmo", x, params["q"]["kernel"]) + params["q"]["bias"][:, None]
+        q = nets.dense(params["q"], x)
         return value, q, logits
 
     def apply_seq(self, params, obs):
